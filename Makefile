@@ -1,0 +1,78 @@
+# failback.airflow - developer entry points.
+#   make site   set up what is missing, then install the local inventory's Airflow fleet
+#   make test   set up what is missing, then run every check CI runs
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON        ?= python3
+VENV          := .venv
+VENV_AIRFLOW  := .venv-airflow
+BIN           := $(CURDIR)/$(VENV)/bin
+AIRFLOW_BIN   := $(CURDIR)/$(VENV_AIRFLOW)/bin
+COLLECTION    := .collections/ansible_collections/failback/airflow
+SANITY_ROOT   := .build/sanity/ansible_collections/failback/airflow
+INVENTORY     ?= inventories/local/hosts.yml
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export PATH := $(BIN):$(PATH)
+
+.PHONY: help setup site test lint sanity unit test-airflow integration bench changelog clean
+
+help:
+	@echo "make site   - set up, then run playbooks/site.yml on $(INVENTORY)"
+	@echo "make test   - set up, then lint, sanity, unit, real-Airflow and integration tests"
+	@echo "make bench  - guard overhead and map move benchmarks"
+
+$(VENV)/.stamp: requirements.txt requirements-test.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -qq --upgrade pip
+	$(BIN)/pip install -qq -r requirements.txt -r requirements-test.txt
+	touch $@
+
+$(VENV_AIRFLOW)/.stamp: tests/airflow/requirements.txt tests/airflow/constraints.txt
+	$(PYTHON) -m venv $(VENV_AIRFLOW)
+	$(AIRFLOW_BIN)/pip install -qq --upgrade pip
+	$(AIRFLOW_BIN)/pip install -qq -r tests/airflow/requirements.txt -c tests/airflow/constraints.txt
+	touch $@
+
+$(COLLECTION):
+	mkdir -p $(dir $(COLLECTION))
+	ln -sfn ../../.. $(COLLECTION)
+
+setup: $(VENV)/.stamp $(COLLECTION)
+
+site: setup
+	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/site.yml
+
+test: lint sanity unit test-airflow integration
+
+lint: setup
+	$(BIN)/yamllint --strict .
+	$(BIN)/ansible-lint --profile production
+	$(BIN)/antsibull-changelog lint
+
+# ansible-test needs the collection under an ansible_collections/NAMESPACE/NAME path.
+sanity: setup
+	rm -rf .build/sanity
+	mkdir -p $(SANITY_ROOT)
+	git ls-files -z --cached --others --exclude-standard | xargs -0 -I{} cp --parents {} $(SANITY_ROOT)/
+	cd $(SANITY_ROOT) && git init -q && git add -A && \
+		$(BIN)/ansible-test sanity --venv --python 3.11 --color no
+
+unit: setup
+	$(BIN)/python -m pytest -q -n 2 tests/unit
+
+test-airflow: setup $(VENV_AIRFLOW)/.stamp
+	$(AIRFLOW_BIN)/python -m pytest -q tests/airflow
+
+integration: setup $(VENV_AIRFLOW)/.stamp
+	$(BIN)/python -m pytest -q tests/integration
+
+bench: setup
+	$(BIN)/python benchmarks/guard_bench.py
+
+changelog: setup
+	$(BIN)/antsibull-changelog release
+
+clean:
+	rm -rf .build .collections tests/output
