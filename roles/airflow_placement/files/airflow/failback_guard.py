@@ -1,0 +1,485 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) failback.airflow contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""failback.airflow guard: a task executes only on the installation that owns its DAG.
+
+Installed by the ``failback.airflow.airflow_placement`` role next to ``failback_placement.py``
+(the collection's placement rules) and ``airflow_local_settings.py`` in a directory on
+Airflow's ``sys.path`` (``$AIRFLOW_HOME/config`` in the official image).
+
+Configuration, read from the environment of the process that runs the task:
+
+``FAILBACK_INSTALLATION``
+    This installation's name (falls back to ``HOST_HOSTNAME``).
+``FAILBACK_PLACEMENT_MAP``
+    Path of the map file, or an ``http://``/``https://`` URL.
+``FAILBACK_PLACEMENT_TTL`` (default 30)
+    Seconds a URL map is used before it is checked again (with a conditional request).
+``FAILBACK_PLACEMENT_MAX_STALE`` (default 0)
+    Seconds past the TTL a cached URL map may still be used while the URL cannot be read.
+    This is the lease that ends a partitioned installation's authority; 0 fails at once.
+``FAILBACK_PLACEMENT_TIMEOUT`` (default 5)
+    HTTP timeout in seconds.
+``FAILBACK_PLACEMENT_CA_FILE`` / ``FAILBACK_PLACEMENT_TOKEN_FILE``
+    CA bundle for https, and a file whose content is sent as a bearer token.
+``FAILBACK_PLACEMENT_CACHE_DIR``
+    Where URL maps are cached between task processes (default: a per-user temp directory).
+``FAILBACK_FENCE_FILE``
+    The fence marker; defaults to ``fence`` next to a file map.  While it exists every task
+    fails: the installation restarted (or was fenced by an operator) and must be given the
+    current map before it may run anything again.
+
+Decisions: the owner runs the task; everybody else raises ``AirflowSkipException`` so the task
+ends *skipped*; a missing, unreadable or malformed map, an unset name or a fence fail the task
+(fail closed).  One log line per decision.  Nothing here sleeps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import ssl
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import failback_placement as placement
+
+LOG = logging.getLogger("failback.guard")
+
+ENV_INSTALLATION = "FAILBACK_INSTALLATION"
+ENV_INSTALLATION_FALLBACK = "HOST_HOSTNAME"
+ENV_MAP = "FAILBACK_PLACEMENT_MAP"
+ENV_TTL = "FAILBACK_PLACEMENT_TTL"
+ENV_MAX_STALE = "FAILBACK_PLACEMENT_MAX_STALE"
+ENV_TIMEOUT = "FAILBACK_PLACEMENT_TIMEOUT"
+ENV_CA_FILE = "FAILBACK_PLACEMENT_CA_FILE"
+ENV_TOKEN_FILE = "FAILBACK_PLACEMENT_TOKEN_FILE"
+ENV_CACHE_DIR = "FAILBACK_PLACEMENT_CACHE_DIR"
+ENV_FENCE_FILE = "FAILBACK_FENCE_FILE"
+
+DEFAULT_TTL = 30.0
+DEFAULT_MAX_STALE = 0.0
+DEFAULT_TIMEOUT = 5.0
+MAX_MAP_BYTES = 16 * 1024 * 1024
+
+RUN = placement.RUN
+SKIP = placement.SKIP
+
+
+class GuardError(RuntimeError):
+    """The guard cannot decide safely; the task must fail (fail closed)."""
+
+
+class Decision(object):
+    __slots__ = ("decision", "dag_id", "task_id", "owner", "installation", "generation", "reason", "source")
+
+    def __init__(self, decision, dag_id, task_id, owner, installation, generation, reason, source):
+        self.decision = decision
+        self.dag_id = dag_id
+        self.task_id = task_id
+        self.owner = owner
+        self.installation = installation
+        self.generation = generation
+        self.reason = reason
+        self.source = source
+
+    @property
+    def runs(self):
+        return self.decision == RUN
+
+    def as_dict(self):
+        return dict((name, getattr(self, name)) for name in self.__slots__)
+
+
+def _env_float(name, default):
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise GuardError("%s=%r is not a number of seconds" % (name, raw))
+    if value < 0:
+        raise GuardError("%s=%r must not be negative" % (name, raw))
+    return value
+
+
+def installation_name():
+    name = os.environ.get(ENV_INSTALLATION) or os.environ.get(ENV_INSTALLATION_FALLBACK)
+    if not name:
+        raise GuardError(
+            "this installation has no name: set %s (or %s) where tasks execute" % (ENV_INSTALLATION, ENV_INSTALLATION_FALLBACK)
+        )
+    return name
+
+
+def _is_url(spec):
+    return spec.startswith("http://") or spec.startswith("https://")
+
+
+# --------------------------------------------------------------------------- sources
+
+
+class FileSource(object):
+    """A map file, parsed again only when it changed (inode, size, mtime or ctime)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.description = path
+        self._signature = None
+        self._map = None
+        self._lock = threading.Lock()
+
+    def fence_path(self):
+        return os.path.join(os.path.dirname(self.path), placement.FENCE_FILE_NAME)
+
+    def get(self):
+        try:
+            st = os.stat(self.path)
+        except OSError as exc:
+            raise GuardError("placement map %s cannot be read: %s" % (self.path, exc.strerror)) from None
+        signature = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if signature == self._signature:
+            return self._map
+        with self._lock:
+            try:
+                with open(self.path, "rb") as handle:
+                    st = os.fstat(handle.fileno())
+                    data = handle.read(MAX_MAP_BYTES + 1)
+            except OSError as exc:
+                raise GuardError("placement map %s cannot be read: %s" % (self.path, exc.strerror)) from None
+            if len(data) > MAX_MAP_BYTES:
+                raise GuardError("placement map %s is larger than %d bytes" % (self.path, MAX_MAP_BYTES))
+            try:
+                pmap = placement.parse_map(data, source="placement map %s" % self.path)
+            except placement.PlacementError as exc:
+                raise GuardError(str(exc)) from None
+            self._map = pmap
+            self._signature = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            return pmap
+
+
+class UrlSource(object):
+    """A map behind an http(s) URL: cached for the TTL, then checked with a conditional request.
+
+    The cache is kept in memory and in a small file so that short-lived task processes share it.
+    A response with a lower generation than the cached one is ignored (a lagging mirror or CDN
+    must not roll ownership back).
+    """
+
+    def __init__(self, url):
+        self.url = url
+        self.description = url
+        self._lock = threading.Lock()
+        self._map = None
+        self._entry = None  # {"etag", "last_modified", "checked_at", "ok_at", "body"}
+
+    def fence_path(self):
+        return None
+
+    def _cache_file(self):
+        directory = os.environ.get(ENV_CACHE_DIR) or os.path.join(
+            tempfile.gettempdir(), "failback-placement-%d" % os.getuid()
+        )
+        name = hashlib.sha256(self.url.encode("utf-8")).hexdigest()[:32] + ".json"
+        return directory, os.path.join(directory, name)
+
+    def _load_disk(self):
+        _directory, path = self._cache_file()
+        try:
+            with open(path, "r") as handle:
+                entry = json.load(handle)
+            pmap = placement.parse_map(entry["body"], source="cached placement map of %s" % self.url)
+        except (OSError, ValueError, KeyError, TypeError, placement.PlacementError):
+            return
+        if self._entry is None or entry.get("checked_at", 0) > self._entry.get("checked_at", 0):
+            self._entry, self._map = entry, pmap
+
+    def _save_disk(self):
+        directory, path = self._cache_file()
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+            placement.atomic_write(path, json.dumps(self._entry, sort_keys=True), mode=0o600)
+        except OSError as exc:
+            LOG.warning("failback guard: cannot write the map cache %s: %s", path, exc)
+
+    def _request(self, timeout):
+        headers = {"Accept": "application/yaml, text/plain, */*", "User-Agent": "failback-airflow-guard"}
+        if self._entry is not None and self._map is not None:
+            if self._entry.get("etag"):
+                headers["If-None-Match"] = self._entry["etag"]
+            if self._entry.get("last_modified"):
+                headers["If-Modified-Since"] = self._entry["last_modified"]
+        token_file = os.environ.get(ENV_TOKEN_FILE)
+        if token_file:
+            try:
+                with open(token_file, "r") as handle:
+                    headers["Authorization"] = "Bearer " + handle.read().strip()
+            except OSError as exc:
+                raise GuardError("token file %s (%s) cannot be read: %s" % (token_file, ENV_TOKEN_FILE, exc.strerror))
+        context = None
+        if self.url.startswith("https://"):
+            context = ssl.create_default_context(cafile=os.environ.get(ENV_CA_FILE) or None)
+        request = urllib.request.Request(self.url, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
+                body = response.read(MAX_MAP_BYTES + 1)
+                if len(body) > MAX_MAP_BYTES:
+                    raise GuardError("placement map %s is larger than %d bytes" % (self.url, MAX_MAP_BYTES))
+                return 200, body, response.headers.get("ETag"), response.headers.get("Last-Modified")
+        except urllib.error.HTTPError as exc:
+            if exc.code == 304:
+                return 304, None, exc.headers.get("ETag"), exc.headers.get("Last-Modified")
+            raise GuardError("placement map %s answered HTTP %d" % (self.url, exc.code)) from None
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise GuardError("placement map %s cannot be fetched: %s" % (self.url, reason)) from None
+
+    def get(self):
+        ttl = _env_float(ENV_TTL, DEFAULT_TTL)
+        now = time.time()
+        if self._map is not None and now - self._entry["checked_at"] < ttl:
+            return self._map
+        with self._lock:
+            if self._map is None or now - self._entry["checked_at"] >= ttl:
+                self._load_disk()
+            if self._map is not None and now - self._entry["checked_at"] < ttl:
+                return self._map
+            try:
+                status, body, etag, last_modified = self._request(_env_float(ENV_TIMEOUT, DEFAULT_TIMEOUT))
+            except GuardError as exc:
+                return self._stale_or_fail(exc, ttl, now)
+            if status == 304:
+                self._entry.update(checked_at=now, ok_at=now)
+                if etag:
+                    self._entry["etag"] = etag
+                self._save_disk()
+                return self._map
+            try:
+                text = body.decode("utf-8")
+                fresh = placement.parse_map(text, source="placement map %s" % self.url)
+            except (UnicodeDecodeError, placement.PlacementError) as exc:
+                raise GuardError(str(exc)) from None
+            if self._map is not None and fresh.generation < self._map.generation:
+                LOG.warning(
+                    "failback guard: %s served generation %d, older than the cached generation %d; keeping the cached map",
+                    self.url, fresh.generation, self._map.generation,
+                )
+                self._entry.update(checked_at=now, ok_at=now)
+                self._save_disk()
+                return self._map
+            self._map = fresh
+            self._entry = {"etag": etag, "last_modified": last_modified, "checked_at": now, "ok_at": now, "body": text}
+            self._save_disk()
+            return fresh
+
+    def _stale_or_fail(self, error, ttl, now):
+        max_stale = _env_float(ENV_MAX_STALE, DEFAULT_MAX_STALE)
+        if self._map is not None and now - self._entry["ok_at"] <= ttl + max_stale:
+            LOG.warning("failback guard: %s; using the cached map (generation %d) within %s=%ss",
+                        error, self._map.generation, ENV_MAX_STALE, max_stale)
+            return self._map
+        raise error
+
+
+_SOURCES = {}
+_SOURCES_LOCK = threading.Lock()
+
+
+def source_for(spec):
+    """The (cached) source object for a map path or URL."""
+    source = _SOURCES.get(spec)
+    if source is None:
+        with _SOURCES_LOCK:
+            source = _SOURCES.get(spec)
+            if source is None:
+                source = UrlSource(spec) if _is_url(spec) else FileSource(os.path.abspath(spec))
+                _SOURCES[spec] = source
+    return source
+
+
+def current_source():
+    spec = os.environ.get(ENV_MAP)
+    if not spec:
+        raise GuardError("%s is not set: the guard does not know where the placement map is" % ENV_MAP)
+    return source_for(spec)
+
+
+def _fence_reason(source):
+    fence = os.environ.get(ENV_FENCE_FILE) or source.fence_path()
+    if not fence:
+        return None
+    try:
+        with open(fence, "r") as handle:
+            text = handle.read(2000).strip()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return "fence file %s exists but cannot be read (%s)" % (fence, exc.strerror)
+    return "fence file %s: %s" % (fence, text or "(no reason given)")
+
+
+# --------------------------------------------------------------------------- decisions
+
+
+def evaluate(dag_id, task_id=None):
+    """Decide for one task.  Returns a Decision; raises GuardError when it cannot decide safely."""
+    try:
+        installation = installation_name()
+        source = current_source()
+        fenced = _fence_reason(source)
+        if fenced:
+            raise GuardError(
+                "installation %r is fenced (%s); publish the current placement map to it "
+                "(site.yml or failover.yml) to lift the fence" % (installation, fenced)
+            )
+        pmap = source.get()
+    except GuardError as exc:
+        LOG.error("failback guard: decision=error dag=%s task=%s reason=%s", dag_id, task_id, exc)
+        raise
+    decision, owner, reason = placement.decide(pmap, dag_id, installation)
+    LOG.info(
+        "failback guard: decision=%s dag=%s task=%s owner=%s installation=%s generation=%d map=%s",
+        decision, dag_id, task_id, owner, installation, pmap.generation, source.description,
+    )
+    return Decision(decision, dag_id, task_id, owner, installation, pmap.generation, reason, source.description)
+
+
+def _skip_exception():
+    try:
+        from airflow.sdk.exceptions import AirflowSkipException
+    except ImportError:  # Airflow 2
+        from airflow.exceptions import AirflowSkipException
+    return AirflowSkipException
+
+
+def enforce(dag_id, task_id=None):
+    """Raise AirflowSkipException unless this installation owns *dag_id* (GuardError if unsure)."""
+    decision = evaluate(dag_id, task_id)
+    if not decision.runs:
+        raise _skip_exception()(
+            "failback: %s (placement map generation %d); skipped here" % (decision.reason, decision.generation)
+        )
+    return decision
+
+
+def _ids_from_context(context, dag_id, task_id):
+    ti = context.get("ti") if hasattr(context, "get") else None
+    if ti is not None:
+        return getattr(ti, "dag_id", dag_id), getattr(ti, "task_id", task_id)
+    dag = context.get("dag") if hasattr(context, "get") else None
+    return (getattr(dag, "dag_id", dag_id), task_id)
+
+
+def guarded_hook(original=None, dag_id=None, task_id=None):
+    """A ``pre_execute`` hook that runs the guard first, then *original* (if any).  Idempotent."""
+    if original is not None and getattr(original, "_failback_guard", False):
+        return original
+
+    def failback_pre_execute(context, *args, **kwargs):
+        enforce(*_ids_from_context(context, dag_id, task_id))
+        if original is not None:
+            return original(context, *args, **kwargs)
+        return None
+
+    failback_pre_execute._failback_guard = True
+    return failback_pre_execute
+
+
+def apply(task):
+    """Install the guard on an Airflow task (operator or mapped operator).  Used by task_policy.
+
+    The guard goes into the ``pre_execute`` hook that Airflow calls before anything else of the
+    task (before the operator's own ``pre_execute``, callbacks and ``execute``).
+    """
+    if getattr(task, "failback_explicit_guard", False):
+        return task
+    dag_id, task_id = getattr(task, "dag_id", None), getattr(task, "task_id", None)
+    partial_kwargs = getattr(task, "partial_kwargs", None)
+    if isinstance(partial_kwargs, dict):  # MappedOperator: the hook reaches each expanded task
+        partial_kwargs["pre_execute"] = guarded_hook(partial_kwargs.get("pre_execute"), dag_id, task_id)
+    elif hasattr(task, "_pre_execute_hook"):  # Airflow 3 BaseOperator
+        task._pre_execute_hook = guarded_hook(task._pre_execute_hook, dag_id, task_id)
+    else:  # Airflow 2: wrap the bound method
+        original = task.pre_execute
+        if not getattr(original, "_failback_guard", False):
+            task.pre_execute = guarded_hook(original, dag_id, task_id)
+    return task
+
+
+def task_policy(task):
+    """Cluster policy entry point (see airflow_local_settings.py)."""
+    apply(task)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _status():
+    info = {ENV_MAP: os.environ.get(ENV_MAP)}
+    try:
+        info["installation"] = installation_name()
+        source = current_source()
+        info["fenced"] = _fence_reason(source)
+        pmap = source.get()
+        info.update(generation=pmap.generation, updated_at=pmap.updated_at, dags=len(pmap.dags),
+                    owned=pmap.dags_of(info["installation"]), default=pmap.default)
+        return 0, info
+    except GuardError as exc:
+        info["error"] = str(exc)
+        return 1, info
+
+
+def fence(map_spec, reason):
+    """Write the fence marker for a file map; returns its path."""
+    path = os.environ.get(ENV_FENCE_FILE)
+    if not path:
+        if not map_spec or _is_url(map_spec):
+            raise GuardError("fencing needs a file map or %s" % ENV_FENCE_FILE)
+        path = FileSource(os.path.abspath(map_spec)).fence_path()
+    text = "fenced at %s: %s\n" % (placement.utc_now(), reason)
+    placement.atomic_write(path, text, mode=0o644)
+    return path
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="failback_guard", description="Inspect or fence the failback.airflow guard.")
+    parser.add_argument("--map", help="map path or URL (default: $%s)" % ENV_MAP)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("status", help="print this installation's name, map generation and fence state as JSON")
+    check = sub.add_parser("check", help="print the decision for a DAG as JSON (exit 0 run, 3 skip, 1 error)")
+    check.add_argument("dag_id")
+    fencing = sub.add_parser("fence", help="fence this installation: every task fails until the current map is published")
+    fencing.add_argument("--reason", default="installation (re)started; waiting for the controller to publish the map")
+    args = parser.parse_args(argv)
+    if args.map:
+        os.environ[ENV_MAP] = args.map
+    if args.command == "fence":
+        try:
+            print(fence(os.environ.get(ENV_MAP), args.reason))
+        except (GuardError, OSError) as exc:
+            print("failback_guard fence: %s" % exc, file=sys.stderr)
+            return 1
+        return 0
+    if args.command == "status":
+        code, info = _status()
+        print(json.dumps(info, sort_keys=True))
+        return code
+    try:
+        decision = evaluate(args.dag_id)
+    except GuardError as exc:
+        print(json.dumps({"decision": "error", "dag_id": args.dag_id, "reason": str(exc)}, sort_keys=True))
+        return 1
+    print(json.dumps(decision.as_dict(), sort_keys=True))
+    return 0 if decision.runs else 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())
