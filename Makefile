@@ -8,6 +8,7 @@ SHELL := /bin/bash
 PYTHON        ?= python3
 VENV          := .venv
 VENV_AIRFLOW  := .venv-airflow
+VENV_SANITY   := .venv-sanity
 BIN           := $(CURDIR)/$(VENV)/bin
 AIRFLOW_BIN   := $(CURDIR)/$(VENV_AIRFLOW)/bin
 COLLECTION    := .collections/ansible_collections/failback/airflow
@@ -37,6 +38,12 @@ $(VENV_AIRFLOW)/.stamp: tests/airflow/requirements.txt tests/airflow/constraints
 	$(AIRFLOW_BIN)/pip install -qq -r tests/airflow/requirements.txt -c tests/airflow/constraints.txt
 	touch $@
 
+# ansible-test sanity runs in its own virtualenv (it installs its pinned linters there).
+$(VENV_SANITY)/.stamp: requirements.txt
+	$(PYTHON) -m venv $(VENV_SANITY)
+	$(VENV_SANITY)/bin/pip install -qq "$$(grep '^ansible-core' requirements.txt)"
+	touch $@
+
 $(COLLECTION):
 	mkdir -p $(dir $(COLLECTION))
 	ln -sfn ../../.. $(COLLECTION)
@@ -53,22 +60,29 @@ lint: setup
 	$(BIN)/ansible-lint --profile production
 	$(BIN)/antsibull-changelog lint
 
-# ansible-test needs the collection under an ansible_collections/NAMESPACE/NAME path.
-sanity: setup
+# ansible-test needs the collection under an ansible_collections/NAMESPACE/NAME path. It
+# bootstraps pip in its test virtualenvs with a script from ci-files.testing.ansible.com; where
+# that host is unreachable, tests/sanity/get_pip.py stands in for it (ensurepip + pip install).
+ANSIBLE_TEST_PIP := 24.2
+sanity: setup $(VENV_SANITY)/.stamp
+	command -v shellcheck >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null)
+	mkdir -p $(HOME)/.ansible/test/cache
+	test -e $(HOME)/.ansible/test/cache/get_pip_$(subst .,_,$(ANSIBLE_TEST_PIP)).py || \
+		cp tests/sanity/get_pip.py $(HOME)/.ansible/test/cache/get_pip_$(subst .,_,$(ANSIBLE_TEST_PIP)).py
 	rm -rf .build/sanity
 	mkdir -p $(SANITY_ROOT)
 	git ls-files -z --cached --others --exclude-standard | xargs -0 -I{} cp --parents {} $(SANITY_ROOT)/
 	cd $(SANITY_ROOT) && git init -q && git add -A && \
-		$(BIN)/ansible-test sanity --venv --python 3.11 --color no
+		$(CURDIR)/$(VENV_SANITY)/bin/ansible-test sanity --local --requirements --python 3.11 --color no
 
 unit: setup
 	$(BIN)/python -m pytest -q -n 2 tests/unit
 
 test-airflow: setup $(VENV_AIRFLOW)/.stamp
-	$(AIRFLOW_BIN)/python -m pytest -q tests/airflow
+	$(AIRFLOW_BIN)/python -m pytest -q -n 2 tests/airflow
 
 integration: setup $(VENV_AIRFLOW)/.stamp
-	$(BIN)/python -m pytest -q tests/integration
+	$(BIN)/python -m pytest -q -n 2 tests/integration
 
 # System packages (podman, docker.io, debootstrap...) and locally built test images.
 host-setup:

@@ -391,13 +391,11 @@ def _split_dags(dags):
         return None
     if isinstance(dags, str):
         dags = [d.strip() for d in dags.split(",")]
-    result = []
+    result = set()
     for dag_id in dags:
         if isinstance(dag_id, str):
             dag_id = dag_id.strip()
-        check_dag_id(dag_id, where="listed DAG")
-        if dag_id not in result:
-            result.append(dag_id)
+        result.add(check_dag_id(dag_id, where="listed DAG"))
     if not result:
         raise PlacementError("the list of DAGs is empty")
     return sorted(result)

@@ -26,7 +26,7 @@ description:
   - The placement rules live in the collection's C(placement) module_utils, shared with the guard
     that runs inside Airflow.
 author:
-  - failback.airflow contributors
+  - Failback Airflow Maintainers (@failback)
 requirements:
   - PyYAML on the host that runs the module.
 extends_documentation_fragment:
@@ -42,7 +42,9 @@ attributes:
     support: full
     description: Moving or assigning DAGs to their current owner changes nothing, not even the generation.
   platform:
+    support: full
     platforms: posix
+    description: Runs on any POSIX host with Python and PyYAML.
 options:
   path:
     description:

@@ -16,4 +16,7 @@ own ``task_policy``::
         ...  # your own rules
 """
 
-from failback_guard import task_policy  # noqa: F401  (Airflow looks the name up in this module)
+from failback_guard import task_policy
+
+# Airflow looks task_policy up in this module.
+__all__ = ["task_policy"]
