@@ -1,0 +1,73 @@
+"""Helpers for tests that run the collection's playbooks with ansible-playbook.
+
+``run_playbook(playbook, inventory, ...)`` runs ansible-playbook with the JSON callback and
+returns a ``PlaybookRun`` with ``rc``, ``stats`` (per-host ok/changed/failures/unreachable),
+``tasks`` (the JSON callback's plays/tasks) and the raw ``stdout``/``stderr``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(REPO, ".venv", "bin")
+PLAYBOOK_TIMEOUT = 900
+
+
+class PlaybookRun(object):
+    def __init__(self, args, proc):
+        self.args = args
+        self.rc = proc.returncode
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+        try:
+            self.json = json.loads(proc.stdout[proc.stdout.index("{"):])
+        except ValueError:
+            self.json = {"plays": [], "stats": {}}
+        self.stats = self.json.get("stats", {})
+
+    def changed(self, host=None):
+        hosts = [host] if host else list(self.stats)
+        return sum(self.stats.get(h, {}).get("changed", 0) for h in hosts)
+
+    def results(self, task_name):
+        """Per-host results of every task whose name contains *task_name*."""
+        found = []
+        for play in self.json.get("plays", []):
+            for task in play.get("tasks", []):
+                if task_name in task["task"]["name"]:
+                    found.append(task["hosts"])
+        return found
+
+    def text(self):
+        return self.stdout + self.stderr
+
+    def __repr__(self):
+        return "PlaybookRun(rc=%s, stats=%s)\nSTDERR:\n%s\nSTDOUT (tail):\n%s" % (
+            self.rc, self.stats, self.stderr[-3000:], self.stdout[-6000:])
+
+
+def run_playbook(playbook, inventory, extra_vars=None, check=False, diff=False, verbosity=0, env=None, timeout=PLAYBOOK_TIMEOUT):
+    args = [os.path.join(BIN, "ansible-playbook"), "-i", str(inventory), os.path.join(REPO, "playbooks", playbook)
+            if not os.path.isabs(playbook) else playbook]
+    for key, value in (extra_vars or {}).items():
+        args += ["-e", json.dumps({key: value})]
+    if check:
+        args.append("--check")
+    if diff:
+        args.append("--diff")
+    if verbosity:
+        args.append("-" + "v" * verbosity)
+    full_env = dict(os.environ)
+    full_env.update(
+        ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
+        ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_FORCE_COLOR="0",
+        PATH=BIN + os.pathsep + os.environ.get("PATH", ""),
+    )
+    full_env.update(env or {})
+    proc = subprocess.run(args, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout, check=False)
+    return PlaybookRun(args, proc)

@@ -1,0 +1,111 @@
+"""Shared test helpers: the guard's delivered layout and a placement map server on 127.0.0.1.
+
+Used by the guard's unit tests (.venv) and the real-Airflow tests (.venv-airflow).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import os
+import shutil
+import ssl
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GUARD_SRC = os.path.join(REPO, "roles", "airflow_placement", "files", "airflow")
+RULES_SRC = os.path.join(REPO, "plugins", "module_utils", "placement.py")
+GUARD_FILES = ("airflow_local_settings.py", "failback_guard.py", "failback_operators.py")
+
+
+def build_guard_dir(dest):
+    """Lay the guard out as the airflow_placement role does: its files plus failback_placement.py."""
+    os.makedirs(dest, exist_ok=True)
+    for name in GUARD_FILES:
+        shutil.copyfile(os.path.join(GUARD_SRC, name), os.path.join(dest, name))
+    shutil.copyfile(RULES_SRC, os.path.join(dest, "failback_placement.py"))
+    return dest
+
+
+def make_tls_cert(directory):
+    """A self-signed certificate for 127.0.0.1; returns (cert, key). The cert is its own CA."""
+    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "2",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )
+    return cert, key
+
+
+class MapServer(object):
+    """Serves one placement map at /placement.yml with ETag and Last-Modified, counting requests.
+
+    ``body`` can be changed at any time; ``status`` forces an error answer; ``stop()`` closes the
+    listening socket (so later requests are refused, like an unreachable Git host).
+    """
+
+    def __init__(self, body="", tls=None):
+        self.body = body
+        self.status = None
+        self.requests = 0
+        self.not_modified = 0
+        self.headers_seen = []
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep test output quiet
+                return
+
+            def do_GET(self):  # noqa: N802 (http.server API)
+                with server._lock:
+                    server.requests += 1
+                    server.headers_seen.append(dict(self.headers))
+                    body, status = server.body.encode("utf-8"), server.status
+                if self.path != "/placement.yml":
+                    self.send_error(404)
+                    return
+                if status:
+                    self.send_error(status)
+                    return
+                etag = '"%s"' % hashlib.sha256(body).hexdigest()[:16]
+                if self.headers.get("If-None-Match") == etag:
+                    with server._lock:
+                        server.not_modified += 1
+                    self.send_response(304)
+                    self.send_header("ETag", etag)
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; charset=utf-8")
+                self.send_header("ETag", etag)
+                self.send_header("Last-Modified", email.utils.formatdate(usegmt=True))
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        scheme = "http"
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+            scheme = "https"
+        self.url = "%s://127.0.0.1:%d/placement.yml" % (scheme, self.httpd.server_address[1])
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()

@@ -1,0 +1,326 @@
+"""Unit tests of the guard (failback_guard.py) in its delivered layout, without Airflow.
+
+The decisions, map sources, caching, fencing and the CLI are exercised against real files and a
+real HTTP(S) server on 127.0.0.1.  Airflow-specific wiring is tested in tests/airflow.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+import failback_testlib as lab
+
+
+@pytest.fixture(scope="session")
+def guard_dir(tmp_path_factory):
+    return lab.build_guard_dir(str(tmp_path_factory.mktemp("guard")))
+
+
+@pytest.fixture
+def guard(guard_dir, monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(guard_dir)
+    module = importlib.import_module("failback_guard")
+    for name in list(os.environ):
+        if name.startswith("FAILBACK_") or name == "HOST_HOSTNAME":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("FAILBACK_PLACEMENT_CACHE_DIR", str(tmp_path / "cache"))
+    module._SOURCES.clear()
+    yield module
+    module._SOURCES.clear()
+
+
+def write_map(path, text):
+    lab_placement = sys.modules["failback_placement"]
+    lab_placement.atomic_write(str(path), text)
+
+
+@pytest.fixture
+def file_map(guard, tmp_path, monkeypatch):
+    directory = tmp_path / "placement"
+    directory.mkdir()
+    path = directory / "placement.yml"
+    write_map(path, '"@failback": {generation: 4}\ndag_a: server-1\ndag_b: server-2\n')
+    monkeypatch.setenv("FAILBACK_PLACEMENT_MAP", str(path))
+    monkeypatch.setenv("FAILBACK_INSTALLATION", "server-1")
+    return path
+
+
+# ----------------------------------------------------------------------------- decisions
+
+
+def test_owner_runs_and_others_skip_with_one_log_line_each(guard, file_map, caplog):
+    caplog.set_level(logging.INFO, logger="failback.guard")
+    run = guard.evaluate("dag_a", "t1")
+    skip = guard.evaluate("dag_b", "t2")
+    assert (run.decision, run.owner, run.generation) == ("run", "server-1", 4)
+    assert (skip.decision, skip.owner) == ("skip", "server-2")
+    lines = [r.getMessage() for r in caplog.records if r.name == "failback.guard"]
+    assert lines == [
+        "failback guard: decision=run dag=dag_a task=t1 owner=server-1 installation=server-1 generation=4 map=%s" % file_map,
+        "failback guard: decision=skip dag=dag_b task=t2 owner=server-2 installation=server-1 generation=4 map=%s" % file_map,
+    ]
+
+
+def test_unlisted_dag_without_default_is_skipped(guard, file_map):
+    decision = guard.evaluate("dag_unknown")
+    assert decision.decision == "skip" and decision.owner is None
+
+
+def test_host_hostname_is_the_fallback_name(guard, file_map, monkeypatch):
+    monkeypatch.delenv("FAILBACK_INSTALLATION")
+    monkeypatch.setenv("HOST_HOSTNAME", "server-2")
+    assert guard.evaluate("dag_b").decision == "run"
+
+
+@pytest.mark.parametrize(
+    "unset,message",
+    [
+        ("FAILBACK_INSTALLATION", "this installation has no name: set FAILBACK_INSTALLATION (or HOST_HOSTNAME)"),
+        ("FAILBACK_PLACEMENT_MAP", "FAILBACK_PLACEMENT_MAP is not set"),
+    ],
+)
+def test_missing_configuration_fails_closed(guard, file_map, monkeypatch, caplog, unset, message):
+    monkeypatch.delenv(unset)
+    with pytest.raises(guard.GuardError, match=re.escape(message)):
+        guard.evaluate("dag_a", "t")
+    assert any("decision=error dag=dag_a task=t" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (None, "cannot be read: No such file or directory"),
+        ("dag_a: server-1\ndag_a: server-2\n", "duplicate key 'dag_a'"),
+        ("dag_a: [server-1\n", "is not valid YAML"),
+        ("", "is empty"),
+        ("dag_a: 3\n", "maps to 3 (of type int)"),
+    ],
+)
+def test_missing_or_malformed_map_fails_closed(guard, file_map, content, message):
+    if content is None:
+        file_map.unlink()
+    else:
+        file_map.write_text(content)
+    with pytest.raises(guard.GuardError, match=re.escape(message)):
+        guard.evaluate("dag_a")
+
+
+def test_a_map_that_breaks_after_a_good_read_fails_closed(guard, file_map):
+    assert guard.evaluate("dag_a").runs
+    write_map(file_map, "dag_a: server-1\ndag_a: server-1\n")
+    with pytest.raises(guard.GuardError, match="duplicate key"):
+        guard.evaluate("dag_a")
+
+
+# ----------------------------------------------------------------------------- file caching
+
+
+def test_file_map_is_parsed_again_only_when_it_changes(guard, file_map, monkeypatch):
+    parses = []
+    real_parse = guard.placement.parse_map
+    monkeypatch.setattr(guard.placement, "parse_map", lambda *a, **k: parses.append(1) or real_parse(*a, **k))
+    for _call in range(50):
+        assert guard.evaluate("dag_a").runs
+    assert len(parses) == 1
+    write_map(file_map, '"@failback": {generation: 5}\ndag_a: server-2\n')
+    assert guard.evaluate("dag_a").decision == "skip"
+    assert guard.evaluate("dag_a").generation == 5
+    assert len(parses) == 2
+
+
+def test_in_place_rewrite_is_noticed_too(guard, file_map):
+    assert guard.evaluate("dag_a").runs
+    with open(file_map, "w") as handle:  # not atomic, same inode: size/mtime/ctime change
+        handle.write('"@failback": {generation: 6}\ndag_a: server-2\n')
+    assert guard.evaluate("dag_a").decision == "skip"
+
+
+# ----------------------------------------------------------------------------- fencing
+
+
+def test_fence_file_fails_every_task_until_it_is_removed(guard, file_map):
+    fence = file_map.parent / "fence"
+    fence.write_text("fenced at 2026-11-21T00:00:00Z: restarted by systemd\n")
+    with pytest.raises(guard.GuardError, match="installation 'server-1' is fenced .*restarted by systemd"):
+        guard.evaluate("dag_a")
+    with pytest.raises(guard.GuardError, match="is fenced"):
+        guard.evaluate("dag_b")  # even DAGs it would skip: the map cannot be trusted
+    fence.unlink()
+    assert guard.evaluate("dag_a").runs
+
+
+def test_fence_file_can_be_placed_elsewhere(guard, file_map, tmp_path, monkeypatch):
+    fence = tmp_path / "my-fence"
+    monkeypatch.setenv("FAILBACK_FENCE_FILE", str(fence))
+    assert guard.evaluate("dag_a").runs
+    fence.write_text("")
+    with pytest.raises(guard.GuardError, match="no reason given"):
+        guard.evaluate("dag_a")
+
+
+# ----------------------------------------------------------------------------- URL maps
+
+
+MAP_V1 = '"@failback": {generation: 1}\ndag_a: server-1\n'
+MAP_V2 = '"@failback": {generation: 2}\ndag_a: server-2\n'
+
+
+@pytest.fixture
+def served(guard, monkeypatch):
+    with lab.MapServer(MAP_V1) as server:
+        monkeypatch.setenv("FAILBACK_PLACEMENT_MAP", server.url)
+        monkeypatch.setenv("FAILBACK_INSTALLATION", "server-1")
+        yield server
+
+
+def test_url_map_is_cached_for_the_ttl(guard, served, monkeypatch):
+    monkeypatch.setenv("FAILBACK_PLACEMENT_TTL", "3600")
+    for _call in range(20):
+        assert guard.evaluate("dag_a").runs
+    assert served.requests == 1
+
+
+def test_url_map_is_revalidated_with_conditional_requests(guard, served, monkeypatch):
+    monkeypatch.setenv("FAILBACK_PLACEMENT_TTL", "0")
+    for _call in range(3):
+        assert guard.evaluate("dag_a").runs
+    assert served.requests == 3 and served.not_modified == 2
+    assert "If-None-Match" in served.headers_seen[-1]
+    served.body = MAP_V2
+    decision = guard.evaluate("dag_a")
+    assert (decision.decision, decision.generation) == ("skip", 2)
+
+
+def test_url_cache_is_shared_by_task_processes(guard, served, monkeypatch):
+    """A new task process (fresh module state) reuses the on-disk cache within the TTL."""
+    monkeypatch.setenv("FAILBACK_PLACEMENT_TTL", "3600")
+    assert guard.evaluate("dag_a").runs
+    guard._SOURCES.clear()
+    assert guard.evaluate("dag_a").runs
+    assert served.requests == 1
+
+
+def test_unreachable_url_fails_closed_without_max_stale(guard, served, monkeypatch):
+    monkeypatch.setenv("FAILBACK_PLACEMENT_TTL", "0")
+    assert guard.evaluate("dag_a").runs
+    served.stop()
+    with pytest.raises(guard.GuardError, match="cannot be fetched"):
+        guard.evaluate("dag_a")
+
+
+def test_unreachable_url_uses_the_cache_within_max_stale(guard, served, monkeypatch, caplog):
+    monkeypatch.setenv("FAILBACK_PLACEMENT_TTL", "0")
+    monkeypatch.setenv("FAILBACK_PLACEMENT_MAX_STALE", "60")
+    assert guard.evaluate("dag_a").runs
+    served.stop()
+    assert guard.evaluate("dag_a").runs
+    assert any("using the cached map (generation 1)" in r.getMessage() for r in caplog.records)
+    source = guard.current_source()
+    source._entry["ok_at"] = time.time() - 61  # the lease ran out
+    with pytest.raises(guard.GuardError, match="cannot be fetched"):
+        guard.evaluate("dag_a")
+
+
+@pytest.mark.parametrize("status", [404, 500])
+def test_http_errors_fail_closed(guard, served, status):
+    served.status = status
+    with pytest.raises(guard.GuardError, match="answered HTTP %d" % status):
+        guard.evaluate("dag_a")
+
+
+def test_malformed_url_map_fails_closed(guard, served):
+    served.body = "dag_a: server-1\ndag_a: server-2\n"
+    with pytest.raises(guard.GuardError, match="duplicate key"):
+        guard.evaluate("dag_a")
+
+
+def test_an_older_generation_from_the_url_is_ignored(guard, served, monkeypatch, caplog):
+    monkeypatch.setenv("FAILBACK_PLACEMENT_TTL", "0")
+    served.body = MAP_V2
+    assert guard.evaluate("dag_a").generation == 2
+    served.body = MAP_V1  # a lagging mirror
+    decision = guard.evaluate("dag_a")
+    assert (decision.generation, decision.decision) == (2, "skip")
+    assert any("older than the cached generation 2" in r.getMessage() for r in caplog.records)
+
+
+def test_https_map_with_a_private_ca_and_a_token(guard, tmp_path, monkeypatch):
+    tls = lab.make_tls_cert(str(tmp_path))
+    token = tmp_path / "token"
+    token.write_text("s3cr3t-token\n")
+    with lab.MapServer(MAP_V1, tls=tls) as server:
+        monkeypatch.setenv("FAILBACK_PLACEMENT_MAP", server.url)
+        monkeypatch.setenv("FAILBACK_INSTALLATION", "server-1")
+        with pytest.raises(guard.GuardError, match="CERTIFICATE_VERIFY_FAILED"):
+            guard.evaluate("dag_a")
+        monkeypatch.setenv("FAILBACK_PLACEMENT_CA_FILE", tls[0])
+        monkeypatch.setenv("FAILBACK_PLACEMENT_TOKEN_FILE", str(token))
+        assert guard.evaluate("dag_a").runs
+        assert server.headers_seen[-1]["Authorization"] == "Bearer s3cr3t-token"
+
+
+@pytest.mark.parametrize("name,value", [("FAILBACK_PLACEMENT_TTL", "soon"), ("FAILBACK_PLACEMENT_TIMEOUT", "-1")])
+def test_bad_numbers_in_the_environment_fail_closed(guard, served, monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(guard.GuardError, match=name):
+        guard.evaluate("dag_a")
+
+
+# ----------------------------------------------------------------------------- hooks
+
+
+class _TI(object):
+    dag_id, task_id = "dag_a", "t1"
+
+
+def test_guarded_hook_runs_the_guard_before_the_original_and_only_once(guard, file_map, monkeypatch):
+    calls = []
+
+    def original(context):
+        calls.append("original")
+        return "result"
+
+    hook = guard.guarded_hook(original)
+    assert guard.guarded_hook(hook) is hook, "wrapping twice must not guard twice"
+    monkeypatch.setattr(guard, "enforce", lambda dag_id, task_id=None: calls.append(("guard", dag_id, task_id)))
+    assert hook({"ti": _TI()}) == "result"
+    assert calls == [("guard", "dag_a", "t1"), "original"]
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def cli(guard_dir, env, *args):
+    full_env = dict((k, v) for k, v in os.environ.items() if not k.startswith("FAILBACK_"))
+    full_env.update(env)
+    return subprocess.run([sys.executable, os.path.join(guard_dir, "failback_guard.py")] + list(args),
+                          env=full_env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_cli_check_status_and_fence(guard_dir, tmp_path):
+    path = tmp_path / "placement.yml"
+    path.write_text('"@failback": {generation: 9}\ndag_a: server-1\n')
+    env = {"FAILBACK_INSTALLATION": "server-1", "FAILBACK_PLACEMENT_MAP": str(path)}
+    run = cli(guard_dir, env, "check", "dag_a")
+    assert run.returncode == 0 and json.loads(run.stdout)["decision"] == "run"
+    skip = cli(guard_dir, env, "check", "dag_b")
+    assert skip.returncode == 3 and json.loads(skip.stdout)["decision"] == "skip"
+    status = json.loads(cli(guard_dir, env, "status").stdout)
+    assert (status["generation"], status["owned"], status["fenced"]) == (9, ["dag_a"], None)
+
+    fence = cli(guard_dir, {}, "--map", str(path), "fence", "--reason", "restarted by systemd")
+    assert fence.returncode == 0 and fence.stdout.strip() == str(tmp_path / "fence")
+    assert "restarted by systemd" in (tmp_path / "fence").read_text()
+    fenced = cli(guard_dir, env, "check", "dag_a")
+    assert fenced.returncode == 1 and "is fenced" in json.loads(fenced.stdout)["reason"]
+    status = cli(guard_dir, env, "status")
+    assert status.returncode == 0 and "restarted by systemd" in json.loads(status.stdout)["fenced"]
