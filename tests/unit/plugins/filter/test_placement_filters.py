@@ -1,0 +1,46 @@
+"""The placement filters wrap the placement rules and turn their errors into AnsibleFilterError."""
+
+from __future__ import annotations
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.failback.airflow.plugins.filter import placement as f
+
+OLD = '"@failback": {generation: 2}\ndag_a: server-1\n'
+NEW = '"@failback": {generation: 3}\ndag_a: server-2\n'
+
+
+def test_filters_are_registered():
+    assert sorted(f.FilterModule().filters()) == [
+        "placement_dump", "placement_generation", "placement_owner", "placement_parse", "placement_publish_needed"]
+
+
+def test_parse_dump_owner_generation():
+    data = f.placement_parse(NEW, ["server-1", "server-2"])
+    assert data == {"@failback": {"generation": 3}, "dag_a": "server-2"}
+    assert f.placement_parse(f.placement_dump(data)) == data
+    assert f.placement_owner(data, "dag_a") == "server-2"
+    assert f.placement_owner(data, "dag_b") is None
+    assert f.placement_generation(OLD) == 2
+
+
+@pytest.mark.parametrize("new,current,expected", [(NEW, None, True), (NEW, "", True), (NEW, OLD, True), (NEW, NEW, False)])
+def test_publish_needed(new, current, expected):
+    assert f.placement_publish_needed(new, current) is expected
+
+
+@pytest.mark.parametrize(
+    "call,message",
+    [
+        (lambda: f.placement_publish_needed(OLD, NEW), "refusing to replace placement map generation 3 with older generation 2"),
+        (lambda: f.placement_parse("dag_a: server-9\n", ["server-1"]), "owner of DAG 'dag_a' 'server-9' is not a known installation"),
+        (lambda: f.placement_owner(NEW, "bad id"), "DAG id 'bad id' is not a valid Airflow DAG id"),
+        (lambda: f.placement_dump(42), "placement map must be YAML text or a mapping, got int"),
+        (lambda: f.placement_publish_needed(NEW, "dag_a: [x\n"), "placement map on the installation is not valid YAML"),
+    ],
+)
+def test_errors_become_filter_errors(call, message):
+    with pytest.raises(AnsibleFilterError) as err:
+        call()
+    assert message in str(err.value)
