@@ -1,0 +1,401 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) failback.airflow contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: credential_bundle
+short_description: Validate, resolve and render the credentials of an Airflow installation
+version_added: "0.1.0"
+description:
+  - Builds everything an Airflow installation needs to find its credentials, as file contents
+    (RV(files)) and, with O(kubernetes_namespace), as Kubernetes Secret definitions
+    (RV(kubernetes_secrets)).
+  - Connections and variables become files for Airflow's C(LocalFilesystemBackend)
+    (C(backend/connections.yaml), C(backend/variables.yaml)); credential files for DAG tasks
+    (env, JSON, YAML or INI) go under C(files/); Airflow's own secrets (Fernet key, API secret
+    key, JWT secret, database password and the SQLAlchemy URL) go under C(airflow/), one value
+    per file without a newline.
+  - Airflow's own secrets are taken from the options when given, else kept from O(current) (what
+    the installation holds), else from the controller-side O(store), else generated. A value is
+    replaced only when named in O(rotate); a rotated Fernet key keeps the old keys after the new
+    one (C(new,old)) until O(retire_fernet).
+  - Everything is validated before anything is written; the error message names the bad entry
+    and what is allowed and never contains a secret value (it is also returned as RV(error) for
+    tasks that use C(no_log)).
+  - Runs on the controller (it needs PyYAML); the only thing it writes is the O(store) file.
+  - This module returns secrets, so Ansible's masking of option values is not used for its
+    options (it would corrupt the returned content). B(Always) set C(no_log) on the task.
+author:
+  - Failback Airflow Maintainers (@failback)
+requirements:
+  - PyYAML on the host that runs the module (the controller).
+attributes:
+  check_mode:
+    support: full
+    description: Computes everything (new secrets included) but does not write the store.
+  diff_mode:
+    support: none
+    description: Returns RV(changes), which M(failback.airflow.credential_report) turns into a diff of names.
+  idempotent:
+    support: full
+    description: Held secrets are reused, so a second run renders the same content and leaves the store alone.
+  platform:
+    support: full
+    platforms: posix
+    description: Runs on the controller (POSIX, Python with PyYAML).
+options:
+  installation:
+    description: Name of the installation, recorded in the store file.
+    type: str
+    default: ""
+  store:
+    description:
+      - Controller-side file that keeps the generated (never the given) Airflow secrets of this
+        installation, mode 0600 in a 0700 directory. Empty disables it.
+    type: path
+    default: ""
+  connections:
+    description:
+      - Airflow connections, as a mapping of connection id to a URI string or a mapping of fields
+        (C(conn_type) required; C(description), C(host), C(login), C(password), C(schema), C(port),
+        C(extra)), or as a list of mappings with C(conn_id) plus C(uri) or the fields.
+    type: raw
+    default: {}
+  variables:
+    description:
+      - Airflow variables as a mapping of key to value, or a list of mappings with C(key) and
+        C(value). Mappings and lists are stored as JSON (read them with C(deserialize_json=True)).
+    type: raw
+    default: {}
+  files:
+    description:
+      - Credential files for DAG tasks, as a mapping of file name to C({format, data}) or a list of
+        mappings with C(name). C(format) is C(env), C(json), C(yaml) or C(ini), inferred from the
+        name's extension when left out.
+    type: raw
+    default: {}
+  fernet_key:
+    description: The Fernet key (or C(new,old) keys); generated when empty.
+    type: str
+    default: ""
+  api_secret_key:
+    description: Airflow's C([api] secret_key); generated when empty.
+    type: str
+    default: ""
+  jwt_secret:
+    description: Airflow's C([api_auth] jwt_secret); generated when empty.
+    type: str
+    default: ""
+  db_password:
+    description: Password of the metadata database user; generated when empty. Not used with O(database_url).
+    type: str
+    default: ""
+  database_url:
+    description: Complete SQLAlchemy URL of an external metadata database; replaces the O(database_host) family.
+    type: str
+    default: ""
+  database_host:
+    description: Host of the metadata database.
+    type: str
+    default: postgres
+  database_port:
+    description: Port of the metadata database.
+    type: raw
+    default: 5432
+  database_name:
+    description: Name of the metadata database.
+    type: str
+    default: airflow
+  database_user:
+    description: User of the metadata database.
+    type: str
+    default: airflow
+  database_scheme:
+    description: SQLAlchemy dialect and driver.
+    type: str
+    default: postgresql+psycopg2
+  rotate:
+    description:
+      - Airflow secrets to replace with new random values in this run (C(fernet_key),
+        C(api_secret_key), C(jwt_secret), C(db_password)). Secrets given in the options cannot
+        be rotated here.
+    type: list
+    elements: str
+    default: []
+  retire_fernet:
+    description:
+      - Keep only the newest Fernet key of a generated C(new,old) value. Use it after
+        C(airflow rotate-fernet-key) re-encrypted the data with the new key.
+    type: bool
+    default: false
+  current:
+    description:
+      - What the installation holds now, relative path to text (for example from
+        M(failback.airflow.credential_files) with C(state=read)).
+      - Mutually exclusive with O(current_secrets).
+    type: dict
+  current_secrets:
+    description:
+      - What a Kubernetes installation holds now, as Secret objects (from C(kubernetes.core.k8s_info)
+        or parsed manifests).
+    type: list
+    elements: dict
+  kubernetes_namespace:
+    description: When set, also return the content as Secret definitions in this namespace.
+    type: str
+    default: ""
+  kubernetes_labels:
+    description: Extra labels of the Secrets.
+    type: dict
+    default: {}
+notes:
+  - The Kubernetes Secrets are C(failback-airflow-secrets) (keys C(fernet-key), C(api-secret-key),
+    C(jwt-secret), C(db-password), C(sql-alchemy-conn)), C(failback-airflow-backend)
+    (C(connections.yaml), C(variables.yaml)) and C(failback-credentials) (one key per file).
+seealso:
+  - module: failback.airflow.credential_files
+  - module: failback.airflow.credential_report
+  - name: Airflow's local filesystem secrets backend
+    description: The file format of connections and variables.
+    link: https://airflow.apache.org/docs/apache-airflow/stable/security/secrets/secrets-backend/local-filesystem-secrets-backend.html
+"""
+
+EXAMPLES = r"""
+- name: Read what the installation holds
+  failback.airflow.credential_files:
+    path: /opt/failback-airflow/secrets
+    state: read
+  register: current
+  no_log: true
+
+- name: Validate and render the credentials on the controller
+  failback.airflow.credential_bundle:
+    installation: "{{ inventory_hostname }}"
+    store: "~/.local/share/failback-airflow/credentials/{{ inventory_hostname }}.json"
+    connections:
+      warehouse: "postgres://etl:{{ vault_warehouse_password | urlencode }}@db.example.com:5432/dwh"
+      api_partner:
+        conn_type: http
+        host: partner.example.com
+        password: "{{ vault_partner_token }}"
+        extra: {timeout: 30}
+    variables:
+      report_recipients: ops@example.com
+    files:
+      warehouse.env:
+        data: {WAREHOUSE_PASSWORD: "{{ vault_warehouse_password }}"}
+    current: "{{ current.contents }}"
+  delegate_to: localhost
+  register: bundle
+  no_log: true
+
+- name: Write them
+  failback.airflow.credential_files:
+    path: /opt/failback-airflow/secrets
+    files: "{{ bundle.files }}"
+    owner: "50000"
+    group: "0"
+  no_log: true
+
+- name: Rotate the JWT secret on purpose
+  failback.airflow.credential_bundle:
+    store: "~/.local/share/failback-airflow/credentials/{{ inventory_hostname }}.json"
+    rotate: [jwt_secret]
+    current: "{{ current.contents }}"
+  delegate_to: localhost
+  register: bundle
+  no_log: true
+"""
+
+RETURN = r"""
+valid:
+  description: True when the input was valid (false with RV(error) otherwise).
+  returned: always
+  type: bool
+  sample: true
+files:
+  description: Every file of the installation, relative path to content. Secret.
+  returned: success
+  type: dict
+  sample: {"airflow/fernet_key": "...", "backend/connections.yaml": "...", "files/warehouse.env": "..."}
+kubernetes_secrets:
+  description: The same content as three v1 Secret definitions (data base64-encoded). Secret.
+  returned: success, when O(kubernetes_namespace) is set
+  type: list
+  elements: dict
+  sample: [{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "failback-airflow-secrets"}, "data": {}}]
+kubernetes_manifests:
+  description: The Secret definitions as YAML manifest texts, by file name. Secret.
+  returned: success, when O(kubernetes_namespace) is set
+  type: dict
+  sample: {"failback-airflow-secrets.yaml": "..."}
+changes:
+  description: Every credential name with its state (C(added), C(changed), C(removed), C(unchanged)) compared with O(current).
+  returned: success
+  type: list
+  elements: dict
+  sample: [{"key": "connections/warehouse", "state": "changed"}, {"key": "fernet_key", "state": "unchanged"}]
+changed_names:
+  description:
+    - What changed compared with O(current), as the names consumers restart on - C(fernet_key),
+      C(api_secret_key), C(jwt_secret), C(db_password), C(sql_alchemy_conn), C(connections),
+      C(variables), C(files/NAME).
+  returned: success
+  type: list
+  elements: str
+  sample: [fernet_key, connections]
+sources:
+  description: Where each Airflow secret came from (C(explicit), C(installation), C(store), C(generated), C(rotated)).
+  returned: success
+  type: dict
+  sample: {"fernet_key": "installation", "jwt_secret": "rotated"}
+fernet_rekey:
+  description:
+    - True when the Fernet key value holds more than one key, so data encrypted with an older key
+      must be re-encrypted (C(airflow rotate-fernet-key)) before the old key is retired.
+  returned: success
+  type: bool
+  sample: false
+store_changed:
+  description: Whether the store file was (or in check mode would be) written.
+  returned: success
+  type: bool
+  sample: false
+error:
+  description: Why the input is invalid; names the bad entry, never a secret value.
+  returned: failure
+  type: str
+  sample: "connection 'warehouse': port must be a port number 1-65535, got 70000"
+"""
+
+import os
+import stat
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.failback.airflow.plugins.module_utils import credential_fs, credentials
+
+_SECRET_OPTIONS = ("fernet_key", "api_secret_key", "jwt_secret", "db_password")
+
+
+def _read_store(path):
+    if not path:
+        return None, {}
+    try:
+        with open(path, "r") as handle:
+            text = handle.read()
+    except IOError as exc:
+        if not os.path.exists(path):
+            return None, {}
+        raise credentials.CredentialError("cannot read the credential store %s: %s" % (path, exc.strerror))
+    return os.stat(path), credentials.parse_store(text, path)
+
+
+def _write_store(path, text):
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        os.makedirs(directory, mode=0o700)
+    credential_fs.atomic_write(path, text, mode=0o600)
+
+
+def compute(params):
+    """Everything but the store write; raises CredentialError on invalid input."""
+    if params["current"] is not None and params["current_secrets"] is not None:
+        raise credentials.CredentialError("give current or current_secrets, not both")
+    external_db = bool(params["database_url"])
+    explicit = dict((name, params[name]) for name in _SECRET_OPTIONS)
+    rotate = credentials.check_rotate(params["rotate"], explicit, external_db)
+    connections = credentials.normalize_connections(params["connections"])
+    variables = credentials.normalize_variables(params["variables"])
+    files = credentials.normalize_files(params["files"])
+    if params["current_secrets"] is not None:
+        current = credentials.secrets_to_tree(params["current_secrets"])
+    else:
+        current = dict(params["current"] or {})
+    store_stat, stored = _read_store(params["store"])
+    values, sources = credentials.resolve_secrets(
+        explicit, credentials.live_airflow_values(current), stored, rotate=rotate,
+        retire_fernet=params["retire_fernet"], external_db=external_db)
+    url = credentials.database_url(
+        url=params["database_url"], password=values.get("db_password", ""), host=params["database_host"],
+        port=params["database_port"], name=params["database_name"], user=params["database_user"],
+        scheme=params["database_scheme"])
+    tree = credentials.build_tree(values, url, connections, variables, files)
+    to_store = dict((name, value) for name, value in values.items() if sources[name] != "explicit")
+    store_text = None
+    if params["store"]:
+        wide = store_stat is not None and stat.S_IMODE(store_stat.st_mode) != 0o600
+        if store_stat is None or stored != to_store or wide:
+            store_text = credentials.store_text(to_store, params["installation"])
+    result = dict(
+        valid=True,
+        files=tree,
+        changes=[dict(key=key, state=state) for key, state in credentials.key_changes(current, tree)],
+        changed_names=credentials.changed_names(current, tree),
+        sources=sources,
+        fernet_rekey=len(credentials.fernet_keys(values["fernet_key"])) > 1,
+        store_changed=store_text is not None,
+    )
+    if params["kubernetes_namespace"]:
+        definitions = credentials.tree_to_secrets(tree, params["kubernetes_namespace"], params["kubernetes_labels"])
+        result["kubernetes_secrets"] = definitions
+        result["kubernetes_manifests"] = dict(
+            ("%s.yaml" % d["metadata"]["name"], credentials.manifest_text(d)) for d in definitions)
+    return result, store_text
+
+
+def run_module():
+    module = AnsibleModule(
+        argument_spec=dict(
+            installation=dict(type="str", default=""),
+            store=dict(type="path", default=""),
+            connections=dict(type="raw", default={}),
+            variables=dict(type="raw", default={}),
+            files=dict(type="raw", default={}),
+            # Not masked by the module: it returns these values (masking would corrupt the result);
+            # every task that calls it sets no_log.
+            fernet_key=dict(type="str", default="", no_log=False),
+            api_secret_key=dict(type="str", default="", no_log=False),
+            jwt_secret=dict(type="str", default="", no_log=False),
+            db_password=dict(type="str", default="", no_log=False),
+            database_url=dict(type="str", default="", no_log=False),
+            database_host=dict(type="str", default="postgres"),
+            database_port=dict(type="raw", default=5432),
+            database_name=dict(type="str", default="airflow"),
+            database_user=dict(type="str", default="airflow"),
+            database_scheme=dict(type="str", default="postgresql+psycopg2"),
+            rotate=dict(type="list", elements="str", default=[]),
+            retire_fernet=dict(type="bool", default=False),
+            current=dict(type="dict"),
+            current_secrets=dict(type="list", elements="dict", no_log=False),
+            kubernetes_namespace=dict(type="str", default=""),
+            kubernetes_labels=dict(type="dict", default={}),
+        ),
+        mutually_exclusive=[("current", "current_secrets")],
+        supports_check_mode=True,
+    )
+    if not credentials.HAS_YAML:
+        module.fail_json(msg=missing_required_lib("PyYAML"), valid=False, error=missing_required_lib("PyYAML"))
+    try:
+        result, store_text = compute(module.params)
+    except credentials.CredentialError as exc:
+        module.fail_json(msg="%s; nothing was changed" % exc, valid=False, error="%s; nothing was changed" % exc)
+    if store_text is not None and not module.check_mode:
+        try:
+            _write_store(module.params["store"], store_text)
+        except (IOError, OSError) as exc:
+            message = "cannot write the credential store %s: %s" % (module.params["store"], exc.strerror)
+            module.fail_json(msg=message, valid=False, error=message)
+    module.exit_json(changed=result["store_changed"], **result)
+
+
+def main():
+    run_module()
+
+
+if __name__ == "__main__":
+    main()
