@@ -1,0 +1,407 @@
+"""The airflow_kubernetes role without a cluster: render every manifest for several configurations,
+validate them against the Kubernetes OpenAPI schema and check our policies on them.
+
+Each configuration is rendered once (both clusters of tests/kubernetes/inventory: k8s-prod owns
+DAGs, k8s-standby owns none) together with the Secrets the airflow_credentials role would create,
+filled with canary values that must never show up outside a Secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import json
+import os
+import sys
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from failback_ansible import REPO, run_playbook
+
+KUBE = os.path.join(REPO, "tests", "kubernetes")
+sys.path.insert(0, KUBE)
+import kubepolicy as kp  # noqa: E402  pylint: disable=wrong-import-position
+
+INVENTORY = os.path.join(KUBE, "inventory", "hosts.yml")
+CONFIGS = ["defaults", "external-db", "git-sync", "remote-logging", "everything"]
+K8S_VERSION = "1.37.0"
+CLUSTERS = ("k8s-prod", "k8s-standby")
+
+
+def _canaries():
+    with open(os.path.join(KUBE, "configs", "canaries.yml")) as handle:
+        data = yaml.safe_load(handle)
+    found = []
+
+    def walk(value):
+        if isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, str) and ("canary" in value.lower()):
+            found.append(value)
+
+    walk(data)
+    found.append(data["airflow_credentials_fernet_key"])
+    return found
+
+
+CANARIES = _canaries()
+
+
+def _config_vars(config):
+    with open(os.path.join(KUBE, "configs", config + ".yml")) as handle:
+        return yaml.safe_load(handle) or {}
+
+
+def render(config, root, extra=None):
+    """Render a configuration (canaries + tests/kubernetes/configs/CONFIG.yml + *extra*) into *root*."""
+    extra_vars = _config_vars("canaries")
+    extra_vars.update(_config_vars(config))
+    extra_vars.update(extra or {})
+    extra_vars["render_root"] = str(root)
+    return run_playbook(os.path.join(KUBE, "render.yml"), INVENTORY, extra_vars=extra_vars)
+
+
+class Rendered(object):
+    def __init__(self, config, root, run):
+        self.config = config
+        self.root = root
+        self.run = run
+        self.vars = _config_vars(config)
+
+    def docs(self, host="k8s-prod"):
+        return kp.load_dir(os.path.join(str(self.root), host, "manifests"))
+
+    def secrets(self, host="k8s-prod"):
+        return kp.load_dir(os.path.join(str(self.root), host, "secrets"))
+
+    def text(self, name, host="k8s-prod"):
+        with open(os.path.join(str(self.root), host, "manifests", name)) as handle:
+            return handle.read()
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    """Render all configurations, three at a time (each is an ansible-playbook run)."""
+    roots = dict((config, tmp_path_factory.mktemp("render-" + config)) for config in CONFIGS)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+        runs = dict((config, pool.submit(render, config, roots[config])) for config in CONFIGS)
+        result = dict((config, Rendered(config, roots[config], future.result())) for config, future in runs.items())
+    for config, item in result.items():
+        assert item.run.rc == 0, "%s: %r" % (config, item.run)
+    return result
+
+
+# --------------------------------------------------------------------------- schema
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("host", CLUSTERS)
+def test_every_manifest_is_valid_for_kubernetes(rendered, config, host):
+    docs = rendered[config].docs(host) + rendered[config].secrets(host)
+    docs += [yaml.safe_load(text) for cm in kp.find(docs, "ConfigMap")
+             for key, text in (cm.get("data") or {}).items() if key.endswith(".yaml")]
+    kinds = sorted(set(d["kind"] for d in docs))
+    assert {"ConfigMap", "Deployment", "Job", "Pod", "Role", "RoleBinding", "Secret", "Service", "ServiceAccount"} <= set(kinds)
+    for doc in docs:
+        try:
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail("%s (%s) is not valid for Kubernetes %s: %s at %s" % (
+                kp.name_of(doc), config, K8S_VERSION, exc.message, "/".join(str(p) for p in exc.path)))
+
+
+def test_the_schema_validation_can_fail(rendered):
+    deployment = kp.find(rendered["defaults"].docs(), "Deployment")[0]
+    broken = kp.mutated([deployment])[0]
+    broken["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] = {"cores": 1}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
+    unknown = kp.mutated([deployment])[0]
+    unknown["spec"]["template"]["spec"]["containers"][0]["livenesProbe"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(unknown, K8S_VERSION, strict=True)
+
+
+# --------------------------------------------------------------------------- policies
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("host", CLUSTERS)
+def test_policies_hold(rendered, config, host):
+    item = rendered[config]
+    problems = kp.run_all(
+        item.docs(host), item.secrets(host), CANARIES,
+        prefix=item.vars.get("airflow_kubernetes_name", "failback-airflow"),
+        worker_pod_launcher=item.vars.get("airflow_kubernetes_worker_pod_launcher", False),
+        pod_log_reading=item.vars.get("airflow_kubernetes_api_server_pod_log_reading", True),
+        external_secrets=[item.vars.get("airflow_kubernetes_dags_git_secret", "")],
+    )
+    assert problems == []
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_the_canaries_are_in_the_secrets_only(rendered, config):
+    """The canary check has something to find: every canary is in a rendered Secret."""
+    item = rendered[config]
+    secret_text = "\n".join(base64.b64decode(value).decode() for s in item.secrets() for value in s["data"].values())
+    missing = [c for c in CANARIES if c not in secret_text]
+    if config == "external-db":
+        missing = [c for c in missing if c != "canary-db-password-9c8b7a"]  # no db_password with an external URL
+    assert missing == []
+    assert kp.check_no_secret_outside_secrets(item.secrets(), CANARIES) == []  # Secrets are exempt
+    assert kp.check_no_secret_outside_secrets(
+        [dict(s, kind="ConfigMap") for s in item.secrets()], CANARIES) != []  # ...anything else is not
+
+
+def _mutations():
+    def secret_in_configmap(docs):
+        cm = kp.find(docs, "ConfigMap", "failback-airflow-config")[0]
+        cm["data"]["AIRFLOW__CORE__FERNET_KEY"] = CANARIES[-1]
+
+    def env_literal(docs):
+        c = kp.find(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+        c["env"].append({"name": "DB_PASSWORD", "value": "hunter2"})
+
+    def root_container(docs):
+        c = kp.find(docs, "Deployment")[1]["spec"]["template"]["spec"]["containers"][0]
+        c["securityContext"]["runAsUser"] = 0
+        c["securityContext"]["runAsNonRoot"] = False
+
+    def escalation_in_worker(docs):
+        cm = kp.find(docs, "ConfigMap", "failback-airflow-pod-template")[0]
+        pod = yaml.safe_load(cm["data"]["pod_template_file.yaml"])
+        pod["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
+        cm["data"]["pod_template_file.yaml"] = yaml.safe_dump(pod)
+
+    def no_resources(docs):
+        kp.find(docs, "Job")[0]["spec"]["template"]["spec"]["containers"][0]["resources"] = {"requests": {"cpu": "1"}}
+
+    def no_probe(docs):
+        del kp.find(docs, "Deployment")[2]["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]
+
+    def host_path(docs):
+        kp.find(docs, "Deployment")[0]["spec"]["template"]["spec"]["volumes"].append({"name": "h", "hostPath": {"path": "/"}})
+
+    def extra_verb(docs):
+        kp.find(docs, "Role", "failback-airflow-pod-launcher")[0]["rules"].append(
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]})
+
+    def cluster_role(docs):
+        docs.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "x"}, "rules": []})
+
+    def token_everywhere(docs):
+        dp = kp.find(docs, "Deployment", "failback-airflow-dag-processor")[0]
+        dp["spec"]["template"]["spec"]["automountServiceAccountToken"] = True
+
+    def missing_secret_key(docs):
+        volume = [v for v in kp.find(docs, "Deployment")[0]["spec"]["template"]["spec"]["volumes"] if "secret" in v][0]
+        volume["secret"].setdefault("items", []).append({"key": "no-such-key", "path": "x"})
+
+    mutations = (secret_in_configmap, env_literal, root_container, escalation_in_worker, no_resources, no_probe,
+                 host_path, extra_verb, cluster_role, token_everywhere, missing_secret_key)
+    return dict((f.__name__, f) for f in mutations)
+
+
+MUTATIONS = _mutations()
+
+
+@pytest.mark.parametrize("mutation", sorted(MUTATIONS))
+def test_the_policy_checks_catch_violations(rendered, mutation):
+    item = rendered["defaults"]
+    docs = kp.mutated(item.docs())
+    assert kp.run_all(docs, item.secrets(), CANARIES, "failback-airflow") == []
+    MUTATIONS[mutation](docs)
+    assert kp.run_all(docs, item.secrets(), CANARIES, "failback-airflow") != []
+
+
+# --------------------------------------------------------------------------- what each configuration renders
+
+
+def _deployment(docs, name):
+    return kp.find(docs, "Deployment", name)[0]
+
+
+def _env(container):
+    return dict((e["name"], e.get("value")) for e in container.get("env") or [])
+
+
+def test_defaults(rendered):
+    item = rendered["defaults"]
+    docs = item.docs()
+    assert [d["metadata"]["name"] for d in kp.find(docs, "Deployment")] == [
+        "failback-airflow-api-server", "failback-airflow-scheduler", "failback-airflow-dag-processor", "failback-airflow-triggerer"]
+    assert kp.find(docs, "StatefulSet", "failback-airflow-postgresql")
+    assert kp.find(docs, "Namespace", "airflow")[0]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    config = kp.find(docs, "ConfigMap", "failback-airflow-config")[0]["data"]
+    assert config["AIRFLOW__CORE__EXECUTOR"] == "KubernetesExecutor"
+    assert config["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://failback-airflow-api-server.airflow:8080/execution/"
+    assert config["AIRFLOW__KUBERNETES_EXECUTOR__NAMESPACE"] == "airflow"
+    # The worker pod template in the ConfigMap is the rendered file, byte for byte.
+    in_cm = kp.find(docs, "ConfigMap", "failback-airflow-pod-template")[0]["data"]["pod_template_file.yaml"]
+    assert in_cm.strip() == item.text("pod_template_file.yaml").strip()
+    worker = yaml.safe_load(in_cm)
+    base = worker["spec"]["containers"][0]
+    assert base["name"] == "base" and base["image"] == "apache/airflow:3.3.2"
+    assert _env(base)["FAILBACK_INSTALLATION"] == "k8s-prod"
+    assert _env(base)["FAILBACK_PLACEMENT_MAP"] == "/opt/airflow/placement/placement.yml"
+    assert worker["spec"]["securityContext"]["runAsUser"] == 50000
+    # Worker pods get no Airflow secret (Airflow 3 workers talk to the api-server only).
+    assert all(v.get("secret", {}).get("secretName") != "failback-airflow-secrets" for v in worker["spec"]["volumes"])
+    # Every Airflow container knows the installation, the map and the guard.
+    for deployment in kp.find(docs, "Deployment"):
+        spec = deployment["spec"]["template"]["spec"]
+        for role, container in kp.containers_of(spec):
+            if container["image"] != "apache/airflow:3.3.2":
+                continue
+            mounts = dict((m["mountPath"], m["name"]) for m in container["volumeMounts"])
+            assert mounts["/opt/airflow/placement"] == "placement" and mounts["/opt/airflow/config"] == "guard"
+            assert _env(container)["FAILBACK_INSTALLATION"] == "k8s-prod"
+            assert _env(container)["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD"] == "cat /opt/airflow/secrets/airflow/sql_alchemy_conn"
+        assert deployment["spec"]["template"]["metadata"]["annotations"]["failback.airflow/config-checksum"]
+    # The standby cluster owns no DAG: its scheduler is fenced by scale-to-zero, the rest runs.
+    replicas = dict((d["metadata"]["name"], d["spec"]["replicas"]) for d in kp.find(item.docs("k8s-standby"), "Deployment"))
+    assert replicas["failback-airflow-scheduler"] == 0 and replicas["failback-airflow-api-server"] == 1
+    assert _deployment(docs, "failback-airflow-scheduler")["spec"]["replicas"] == 1
+    assert kp.find(item.docs("k8s-standby"), "Namespace")[0]["metadata"]["name"] == "airflow-standby"
+
+
+def test_external_db(rendered):
+    item = rendered["external-db"]
+    assert not kp.find(item.docs(), "StatefulSet") and not kp.find(item.docs(), "Service", "failback-airflow-postgresql")
+    secret = kp.find(item.secrets(), "Secret", "failback-airflow-secrets")[0]
+    assert "db-password" not in secret["data"]
+    assert base64.b64decode(secret["data"]["sql-alchemy-conn"]).decode() == item.vars["airflow_credentials_database_url"]
+
+
+def test_git_sync(rendered):
+    docs = rendered["git-sync"].docs()
+    config = kp.find(docs, "ConfigMap", "failback-airflow-config")[0]["data"]
+    assert config["AIRFLOW__CORE__DAGS_FOLDER"] == "/opt/airflow/dags/repo/dags"
+    for name in ("failback-airflow-dag-processor", "failback-airflow-triggerer"):
+        spec = _deployment(docs, name)["spec"]["template"]["spec"]
+        sidecar = spec["initContainers"][0]
+        assert sidecar["name"] == "git-sync" and sidecar["restartPolicy"] == "Always" and "startupProbe" in sidecar
+        env = _env(sidecar)
+        assert env["GITSYNC_REPO"] == "https://git.example.invalid/data/airflow-dags.git"
+        assert env["GITSYNC_PASSWORD_FILE"] == "/etc/git-secret/password"
+        main = spec["containers"][0]
+        assert {"name": "dags", "mountPath": "/opt/airflow/dags", "readOnly": True} in main["volumeMounts"]
+    for name in ("failback-airflow-api-server", "failback-airflow-scheduler"):
+        spec = _deployment(docs, name)["spec"]["template"]["spec"]
+        assert "dags" not in [v["name"] for v in spec["volumes"]] and len(spec["initContainers"]) == 1
+    worker = yaml.safe_load(kp.find(docs, "ConfigMap", "failback-airflow-pod-template")[0]["data"]["pod_template_file.yaml"])
+    init = worker["spec"]["initContainers"][0]
+    assert init["name"] == "git-sync-init" and _env(init)["GITSYNC_ONE_TIME"] == "true" and "restartPolicy" not in init
+
+
+def test_remote_logging(rendered):
+    item = rendered["remote-logging"]
+    config = kp.find(item.docs(), "ConfigMap", "failback-airflow-config")[0]["data"]
+    assert config["AIRFLOW__LOGGING__REMOTE_LOGGING"] == "True"
+    assert config["AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER"] == "s3://airflow-task-logs/k8s"
+    assert config["AIRFLOW__LOGGING__REMOTE_LOG_CONN_ID"] == "task_logs"
+    backend = kp.find(item.secrets(), "Secret", "failback-airflow-backend")[0]
+    connections = yaml.safe_load(base64.b64decode(backend["data"]["connections.yaml"]))
+    assert "task_logs" in connections
+    assert "task_logs" not in json.dumps(kp.find(rendered["defaults"].docs(), "ConfigMap", "failback-airflow-config"))
+
+
+def test_everything(rendered):
+    item = rendered["everything"]
+    docs = item.docs()
+    assert not kp.find(docs, "Namespace")
+    assert [d["metadata"]["name"] for d in kp.find(docs, "Deployment")][0] == "af-api-server"
+    replicas = dict((d["metadata"]["name"], d["spec"]["replicas"]) for d in kp.find(docs, "Deployment"))
+    assert replicas["af-scheduler"] == 2 and replicas["af-triggerer"] == 0
+    for owner, spec in kp.pod_specs(docs):
+        if "postgresql" in owner:
+            continue
+        assert spec["nodeSelector"] == {"node-role/airflow": "true"}, owner
+        assert spec["tolerations"][0]["key"] == "dedicated", owner
+        assert spec["imagePullSecrets"] == [{"name": "regcred"}], owner
+    worker = yaml.safe_load(kp.find(docs, "ConfigMap", "af-pod-template")[0]["data"]["pod_template_file.yaml"])
+    assert worker["spec"]["automountServiceAccountToken"] is True
+    assert worker["spec"]["containers"][0]["resources"]["limits"]["memory"] == "4Gi"
+    assert worker["spec"]["containers"][0]["image"] == "registry.example.invalid/airflow:3.3.2-custom"
+    assert {"name": "dags", "persistentVolumeClaim": {"claimName": "airflow-dags", "readOnly": True}} in worker["spec"]["volumes"]
+    config = kp.find(docs, "ConfigMap", "af-config")[0]["data"]
+    assert config["AIRFLOW__CORE__PARALLELISM"] == "64"
+    assert config["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] == "False"
+    assert config["AIRFLOW__CORE__DAGS_FOLDER"] == "/opt/airflow/dags/current/dags"
+    assert {"name": "TZ", "value": "Europe/Oslo"} in worker["spec"]["containers"][0]["env"]
+    assert kp.find(docs, "Service", "af-api-server")[0]["spec"]["type"] == "NodePort"
+    assert not kp.find(docs, "Role", "af-pod-log-reader")
+    assert all(d["metadata"]["labels"]["team"] == "data" for d in docs)
+
+
+def test_rendering_twice_changes_nothing(rendered, tmp_path):
+    item = rendered["git-sync"]
+    again = render("git-sync", item.root)
+    assert again.rc == 0, again
+    assert again.changed() == 0, again
+
+
+# --------------------------------------------------------------------------- refused settings
+
+
+BAD = [
+    ({"airflow_kubernetes_config": {"core": {"fernet_key": "abc"}}}, "core.fernet_key"),
+    ({"airflow_kubernetes_config": {"database": {"SQL_ALCHEMY_CONN": "postgresql://u:p@h/db"}}}, "database.sql_alchemy_conn"),
+    ({"airflow_kubernetes_env": {"WAREHOUSE_PASSWORD": "x"}}, "WAREHOUSE_PASSWORD"),
+    ({"airflow_kubernetes_env": {"FAILBACK_INSTALLATION": "other"}}, "FAILBACK_INSTALLATION"),
+    ({"airflow_kubernetes_dags_source": "svn"}, "svn"),
+    ({"airflow_kubernetes_dags_source": "git"}, "airflow_kubernetes_dags_git_repo"),
+    ({"airflow_kubernetes_namespace": "Bad_Namespace"}, "Bad_Namespace"),
+    ({"airflow_kubernetes_run_as_user": 0}, "non-root"),
+    ({"airflow_kubernetes_resources": {"worker": {"requests": {"cpu": "1"}}}}, "limits"),
+    ({"airflow_kubernetes_resources": {"workers": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "1Gi"}}}},
+     "workers"),
+    ({"airflow_kubernetes_remote_logging": True, "airflow_kubernetes_remote_log_conn_id": "task_logs"}, "s3://"),
+    ({"airflow_kubernetes_remote_logging": True, "airflow_kubernetes_remote_log_folder": "s3://b/p",
+      "airflow_kubernetes_remote_log_conn_id": "nope"}, "nope"),
+    ({"airflow_kubernetes_database": "external"}, "airflow_credentials_database_url"),
+    ({"airflow_credentials_database_url": "postgresql://a:b@c/d"}, "airflow_kubernetes_database=external"),
+    ({"airflow_kubernetes_failover_inflight": "kill"}, "kill"),
+]
+
+
+@pytest.mark.parametrize("extra,message", BAD, ids=[m for _e, m in BAD])
+def test_bad_settings_fail_before_anything_is_written(tmp_path, extra, message):
+    run = render("defaults", tmp_path, extra)
+    assert run.rc != 0, run
+    assert message in run.text(), run
+    assert not os.path.exists(os.path.join(str(tmp_path), "k8s-prod", "manifests")), os.listdir(str(tmp_path / "k8s-prod"))
+
+
+# --------------------------------------------------------------------------- failover plan
+
+
+MAP_BEFORE = {"@failback": {"generation": 4, "default": "k8s-prod"}, "a": "k8s-prod", "b": "server-1", "c": "k8s-standby"}
+
+
+@pytest.mark.parametrize("after,prod,standby", [
+    # a moves away from k8s-prod; it keeps the default (unlisted DAGs).
+    ({"@failback": {"generation": 5, "default": "k8s-prod"}, "a": "server-1", "b": "server-1", "c": "k8s-standby"},
+     {"lost": ["a"], "gained": [], "lost_default": False, "owns_any_after": True},
+     {"lost": [], "gained": [], "lost_default": False, "owns_any_after": True}),
+    # everything of k8s-prod (listed and default) moves to k8s-standby: k8s-prod owns nothing after.
+    ({"@failback": {"generation": 5, "default": "k8s-standby"}, "a": "k8s-standby", "b": "server-1", "c": "k8s-standby"},
+     {"lost": ["a"], "gained": [], "lost_default": True, "owns_any_after": False},
+     {"lost": [], "gained": ["a"], "gained_default": True, "owns_any_after": True}),
+    # c moves from k8s-standby to k8s-prod.
+    ({"@failback": {"generation": 5, "default": "k8s-prod"}, "a": "k8s-prod", "b": "server-1", "c": "k8s-prod"},
+     {"lost": [], "gained": ["c"], "gained_default": False, "owns_any_after": True},
+     {"lost": ["c"], "gained": [], "owns_any_after": False}),
+])
+def test_failover_changes(tmp_path, after, prod, standby):
+    run = run_playbook(os.path.join(KUBE, "failover_changes.yml"), INVENTORY,
+                       extra_vars={"before": MAP_BEFORE, "after": after, "out_dir": str(tmp_path)})
+    assert run.rc == 0, run
+    for host, expected in (("k8s-prod", prod), ("k8s-standby", standby)):
+        with open(os.path.join(str(tmp_path), host + ".json")) as handle:
+            got = json.load(handle)
+        for key, value in expected.items():
+            assert got[key] == value, (host, key, got)
