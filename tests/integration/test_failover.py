@@ -157,8 +157,8 @@ def test_bad_failover_requests_change_nothing(fleet, extra_vars, message):
 
 
 def test_unreachable_old_owner_stops_failover_unless_forced_and_stays_fenced(fleet):
-    down = fleet.write_inventory("down.yml", {"server-1": {"ansible_connection": "ssh", "ansible_host": "127.0.0.1",
-                                                            "ansible_port": 1}})
+    unreachable = {"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": 1}
+    down = fleet.write_inventory("down.yml", {"server-1": unreachable})
     before = fleet.snapshot()
     stopped = run_playbook("failover.yml", down, {"failover_from": "server-1", "failover_to": "server-2"})
     assert stopped.rc != 0
