@@ -1,0 +1,175 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) failback.airflow contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Airflow 3 REST API rules used by the airflow_health and airflow_dags modules.
+
+Pure functions plus a tiny client that takes the HTTP transport as a function, so everything
+here is testable without a server and without Ansible:
+
+* :func:`health_problems` reads ``/api/v2/monitor/health``, which answers HTTP 200 even when a
+  component is unhealthy: the JSON body is what counts.
+* :func:`select_moved` decides which DAGs an installation lost or gained between two placement
+  maps, including DAGs owned only through the map's default owner.
+* :func:`plan_pause` says which DAGs need a PATCH to reach the wanted paused state.
+"""
+
+from __future__ import annotations
+
+import json
+
+try:
+    from urllib.parse import quote, urlencode
+except ImportError:  # pragma: no cover - Python 2 is not supported, this keeps sanity's compile test quiet
+    from urllib import quote, urlencode  # type: ignore[attr-defined,no-redef]
+
+from ansible_collections.failback.airflow.plugins.module_utils import placement
+
+#: Components of /api/v2/monitor/health and the compose service that runs each.
+HEALTH_COMPONENTS = {
+    "metadatabase": "postgres",
+    "scheduler": "airflow-scheduler",
+    "dag_processor": "airflow-dag-processor",
+    "triggerer": "airflow-triggerer",
+}
+
+PAGE_SIZE = 100
+
+
+class AirflowApiError(RuntimeError):
+    """The API answered something we cannot use; the message says what and where."""
+
+
+def health_problems(health, components):
+    """Return ``{component: reason}`` for every wanted component that is not healthy.
+
+    *health* is the decoded JSON of ``/api/v2/monitor/health``; *components* the names to check
+    (``metadatabase``, ``scheduler``, ``dag_processor``, ``triggerer``).
+    """
+    if not isinstance(health, dict):
+        return dict((name, "the health endpoint did not answer a JSON object") for name in components)
+    problems = {}
+    for name in components:
+        entry = health.get(name)
+        if not isinstance(entry, dict):
+            problems[name] = "not reported by the health endpoint"
+            continue
+        status = entry.get("status")
+        if status != "healthy":
+            heartbeat = None
+            for key, value in entry.items():
+                if key.startswith("latest_") and key.endswith("_heartbeat"):
+                    heartbeat = value
+            problems[name] = "status %s%s" % (
+                status if status is not None else "unknown (never started)",
+                ", last heartbeat %s" % heartbeat if heartbeat else "",
+            )
+    return problems
+
+
+def _as_map(value, what):
+    if isinstance(value, placement.PlacementMap):
+        return value
+    if isinstance(value, dict):
+        return placement.from_data(dict(value), source=what)
+    if isinstance(value, (str, bytes)):
+        return placement.parse_map(value, source=what)
+    raise placement.PlacementError("%s must be a placement map (YAML text or data), got %s" % (what, type(value).__name__))
+
+
+def select_moved(before, after, installation, dag_ids, direction):
+    """DAGs that *installation* lost (``direction='away'``) or gained (``'here'``).
+
+    Candidates are *dag_ids* (the DAGs the installation knows) plus every DAG listed in either
+    map, so a listed DAG the installation has not parsed yet is still selected (and reported
+    missing by :func:`plan_pause`). Owners come from the maps' entries or, for DAGs not listed,
+    from their default owner, so a moved default moves every unlisted known DAG with it.
+    """
+    if direction not in ("away", "here"):
+        raise ValueError("direction must be 'away' or 'here', got %r" % (direction,))
+    old_map = _as_map(before, "placement map before the failover")
+    new_map = _as_map(after, "placement map after the failover")
+    placement.check_installation_name(installation, where="installation")
+    selected = []
+    for dag_id in sorted(set(dag_ids) | set(old_map.dags) | set(new_map.dags)):
+        old, new = old_map.owner(dag_id), new_map.owner(dag_id)
+        if old == new:
+            continue
+        if direction == "away" and old == installation:
+            selected.append(dag_id)
+        elif direction == "here" and new == installation:
+            selected.append(dag_id)
+    return selected
+
+
+def plan_pause(current, wanted_paused, dag_ids):
+    """Split *dag_ids* into (to_change, unchanged, missing) against *current* ``{dag_id: is_paused}``."""
+    to_change, unchanged, missing = [], [], []
+    for dag_id in sorted(set(dag_ids)):
+        if dag_id not in current:
+            missing.append(dag_id)
+        elif bool(current[dag_id]) == bool(wanted_paused):
+            unchanged.append(dag_id)
+        else:
+            to_change.append(dag_id)
+    return to_change, unchanged, missing
+
+
+class Client(object):
+    """Minimal Airflow 3 REST client.
+
+    *transport(method, url, headers, body, timeout)* returns ``(status, text)`` and raises
+    nothing for HTTP errors (the caller's ``open_url`` wrapper turns them into a status).
+    """
+
+    def __init__(self, base_url, transport, timeout=10):
+        self.base_url = base_url.rstrip("/")
+        self.transport = transport
+        self.timeout = timeout
+        self.token = None
+
+    def _call(self, method, path, body=None, query=None, auth=True, expect=(200,)):
+        url = self.base_url + path
+        if query:
+            url += "?" + urlencode(query)
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        if auth and self.token:
+            headers["Authorization"] = "Bearer " + self.token
+        status, text = self.transport(method, url, headers, None if body is None else json.dumps(body), self.timeout)
+        if status not in expect:
+            raise AirflowApiError("%s %s answered HTTP %s: %s" % (method, path, status, (text or "")[:300]))
+        try:
+            return json.loads(text) if text else {}
+        except ValueError:
+            raise AirflowApiError("%s %s did not answer JSON: %s" % (method, path, (text or "")[:300]))
+
+    def health(self):
+        return self._call("GET", "/api/v2/monitor/health", auth=False)
+
+    def login(self, username, password):
+        answer = self._call("POST", "/auth/token", {"username": username, "password": password},
+                            auth=False, expect=(200, 201))
+        token = answer.get("access_token") if isinstance(answer, dict) else None
+        if not token:
+            raise AirflowApiError("POST /auth/token answered no access_token")
+        self.token = token
+        return token
+
+    def dags(self):
+        """``{dag_id: is_paused}`` of every DAG the installation knows."""
+        found = {}
+        offset = 0
+        while True:
+            page = self._call("GET", "/api/v2/dags", query={"limit": PAGE_SIZE, "offset": offset})
+            entries = page.get("dags") or []
+            for dag in entries:
+                found[dag["dag_id"]] = bool(dag.get("is_paused"))
+            offset += len(entries)
+            if not entries or offset >= int(page.get("total_entries") or 0):
+                return found
+
+    def set_paused(self, dag_id, paused):
+        answer = self._call("PATCH", "/api/v2/dags/" + quote(dag_id, safe=""), {"is_paused": bool(paused)},
+                            query={"update_mask": "is_paused"})
+        return bool(answer.get("is_paused"))

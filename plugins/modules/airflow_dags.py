@@ -1,0 +1,179 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) failback.airflow contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: airflow_dags
+short_description: Pause or unpause DAGs of an Airflow 3 installation through its REST API
+version_added: "0.1.0"
+description:
+  - Sets C(is_paused) of DAGs through the Airflow 3 REST API (C(/api/v2/dags)), after logging in
+    at C(/auth/token).
+  - The DAGs are listed in I(dag_ids), or chosen from two placement maps as the DAGs this
+    installation lost (I(moved=away)) or gained (I(moved=here)) - including DAGs owned only
+    through the map's default owner, which is why the installation's own DAG list is read.
+  - Only DAGs whose state differs are changed; DAGs the installation does not know are reported
+    in RV(missing) and left alone.
+author:
+  - Failback Airflow Maintainers (@failback)
+options:
+  url:
+    description: Base URL of the API server, for example C(http://127.0.0.1:8080).
+    type: str
+    required: true
+  username:
+    description: User to log in with.
+    type: str
+    required: true
+  password:
+    description: Password of I(username).
+    type: str
+    required: true
+  paused:
+    description: The wanted state.
+    type: bool
+    required: true
+  dag_ids:
+    description: DAGs to change. Mutually exclusive with I(moved).
+    type: list
+    elements: str
+  moved:
+    description:
+      - Choose the DAGs from I(map_before) and I(map_after) - C(away) the DAGs I(installation)
+        owned before and no longer owns, C(here) the DAGs it owns now and did not own before.
+    type: str
+    choices: [away, here]
+  map_before:
+    description: The placement map before the change (data as returned by C(failback.airflow.dag_placement), or YAML text).
+    type: raw
+  map_after:
+    description: The placement map after the change.
+    type: raw
+  installation:
+    description: This installation's name (its inventory hostname).
+    type: str
+  request_timeout:
+    description: Timeout of one HTTP request in seconds.
+    type: int
+    default: 10
+  validate_certs:
+    description: Verify the TLS certificate of an https URL.
+    type: bool
+    default: true
+attributes:
+  check_mode:
+    support: full
+    description: Reads the current states and reports what would change without changing it.
+  diff_mode:
+    support: full
+    description: Returns the paused state of the selected DAGs before and after.
+  idempotent:
+    support: full
+    description: DAGs already in the wanted state are not changed; a second run reports no change.
+notes:
+  - Run it on the server itself when the API server is published on 127.0.0.1 only.
+"""
+
+EXAMPLES = r"""
+- name: Pause two DAGs
+  failback.airflow.airflow_dags:
+    url: http://127.0.0.1:8080
+    username: admin
+    password: "{{ airflow_admin_password }}"
+    dag_ids: [sales_daily, sales_hourly]
+    paused: true
+
+- name: Unpause the DAGs this installation gained in a failover
+  failback.airflow.airflow_dags:
+    url: http://127.0.0.1:8080
+    username: admin
+    password: "{{ airflow_admin_password }}"
+    moved: here
+    map_before: "{{ failover_before }}"
+    map_after: "{{ failover_after }}"
+    installation: "{{ inventory_hostname }}"
+    paused: false
+"""
+
+RETURN = r"""
+changed_dags:
+  description: DAGs whose paused state was (or in check mode would be) changed.
+  returned: always
+  type: list
+  elements: str
+  sample: [sales_daily]
+selected:
+  description: Every DAG the module was asked to handle.
+  returned: always
+  type: list
+  elements: str
+  sample: [sales_daily, sales_hourly]
+missing:
+  description: Selected DAGs this installation does not know (not parsed yet, or not deployed here).
+  returned: always
+  type: list
+  elements: str
+  sample: []
+dags:
+  description: Paused state of every DAG of the installation after the run.
+  returned: always
+  type: dict
+  sample: {sales_daily: true, sales_hourly: false}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.failback.airflow.plugins.module_utils import airflow_api, placement
+from ansible_collections.failback.airflow.plugins.module_utils.airflow_http import make_transport
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            url=dict(type="str", required=True),
+            username=dict(type="str", required=True),
+            password=dict(type="str", required=True, no_log=True),
+            paused=dict(type="bool", required=True),
+            dag_ids=dict(type="list", elements="str"),
+            moved=dict(type="str", choices=["away", "here"]),
+            map_before=dict(type="raw"),
+            map_after=dict(type="raw"),
+            installation=dict(type="str"),
+            request_timeout=dict(type="int", default=10),
+            validate_certs=dict(type="bool", default=True),
+        ),
+        mutually_exclusive=[("dag_ids", "moved")],
+        required_one_of=[("dag_ids", "moved")],
+        required_by={"moved": ("map_before", "map_after", "installation")},
+        supports_check_mode=True,
+    )
+    params = module.params
+    client = airflow_api.Client(params["url"], make_transport(params["validate_certs"]), params["request_timeout"])
+    try:
+        client.login(params["username"], params["password"])
+        current = client.dags()
+        if params["moved"]:
+            selected = airflow_api.select_moved(params["map_before"], params["map_after"], params["installation"],
+                                                current, params["moved"])
+        else:
+            selected = sorted(set(params["dag_ids"]))
+        to_change, _unchanged, missing = airflow_api.plan_pause(current, params["paused"], selected)
+        after = dict(current)
+        for dag_id in to_change:
+            after[dag_id] = params["paused"] if module.check_mode else client.set_paused(dag_id, params["paused"])
+    except (airflow_api.AirflowApiError, placement.PlacementError, ValueError) as exc:
+        module.fail_json(msg="Airflow at %s: %s" % (params["url"], exc))
+    diff = dict(
+        before="".join("%s: %s\n" % (d, "paused" if current[d] else "active") for d in selected if d in current),
+        after="".join("%s: %s\n" % (d, "paused" if after[d] else "active") for d in selected if d in after),
+    )
+    module.exit_json(changed=bool(to_change), changed_dags=to_change, selected=selected, missing=missing,
+                     dags=after, diff=diff)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) failback.airflow contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: airflow_health
+short_description: Wait until an Airflow 3 installation reports every component healthy
+version_added: "0.1.0"
+description:
+  - Reads C(/api/v2/monitor/health) of an Airflow 3 API server until the metadata database,
+    scheduler, DAG processor and triggerer (or the components listed) report C(healthy).
+  - That endpoint answers HTTP 200 even when a component is unhealthy, so the module reads the
+    JSON body, never only the status code.
+  - Fails with the unhealthy components and their last heartbeats when I(timeout) runs out.
+author:
+  - Failback Airflow Maintainers (@failback)
+options:
+  url:
+    description: Base URL of the API server, for example C(http://127.0.0.1:8080).
+    type: str
+    required: true
+  components:
+    description: Components of the health answer that must be C(healthy).
+    type: list
+    elements: str
+    default: [metadatabase, scheduler, dag_processor, triggerer]
+  timeout:
+    description: Seconds to keep asking before failing; C(0) asks once.
+    type: int
+    default: 300
+  interval:
+    description: Seconds between two attempts.
+    type: int
+    default: 3
+  request_timeout:
+    description: Timeout of one HTTP request in seconds.
+    type: int
+    default: 10
+  validate_certs:
+    description: Verify the TLS certificate of an https URL.
+    type: bool
+    default: true
+attributes:
+  check_mode:
+    support: full
+    description: The module only reads; it behaves the same in check mode.
+  diff_mode:
+    support: none
+    description: Nothing to show, the module changes nothing.
+  idempotent:
+    support: full
+    description: Never changes anything.
+notes:
+  - Run it on the server itself when the API server is published on 127.0.0.1 only.
+"""
+
+EXAMPLES = r"""
+- name: Wait until the installation is healthy
+  failback.airflow.airflow_health:
+    url: http://127.0.0.1:8080
+    timeout: 300
+
+- name: Only the database and the scheduler matter here
+  failback.airflow.airflow_health:
+    url: http://127.0.0.1:8080
+    components: [metadatabase, scheduler]
+    timeout: 0
+"""
+
+RETURN = r"""
+healthy:
+  description: Whether every wanted component was healthy at the last attempt.
+  returned: always
+  type: bool
+  sample: true
+health:
+  description: The last JSON answer of C(/api/v2/monitor/health).
+  returned: always
+  type: dict
+  sample:
+    metadatabase: {status: healthy}
+    scheduler: {status: healthy, latest_scheduler_heartbeat: "2026-11-21T10:00:00+00:00"}
+problems:
+  description:
+    - Unhealthy components and why, at the last attempt (empty when healthy).
+    - The key C(api_server) means the API server itself did not answer.
+  returned: always
+  type: dict
+  sample: {triggerer: "status unhealthy, last heartbeat 2026-11-21T09:58:00+00:00"}
+services:
+  description: Compose services of the unhealthy components (for their logs).
+  returned: always
+  type: list
+  elements: str
+  sample: [airflow-triggerer]
+attempts:
+  description: How many times the endpoint was asked.
+  returned: always
+  type: int
+  sample: 4
+"""
+
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.failback.airflow.plugins.module_utils import airflow_api
+from ansible_collections.failback.airflow.plugins.module_utils.airflow_http import make_transport
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            url=dict(type="str", required=True),
+            components=dict(type="list", elements="str",
+                            default=["metadatabase", "scheduler", "dag_processor", "triggerer"]),
+            timeout=dict(type="int", default=300),
+            interval=dict(type="int", default=3),
+            request_timeout=dict(type="int", default=10),
+            validate_certs=dict(type="bool", default=True),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    unknown = sorted(set(params["components"]) - set(airflow_api.HEALTH_COMPONENTS))
+    if unknown:
+        module.fail_json(msg="unknown component(s) %s; allowed: %s" % (
+            ", ".join(unknown), ", ".join(sorted(airflow_api.HEALTH_COMPONENTS))))
+    client = airflow_api.Client(params["url"], make_transport(params["validate_certs"]), params["request_timeout"])
+    deadline = time.monotonic() + max(params["timeout"], 0)
+    attempts = 0
+    health, problems = {}, {}
+    while True:
+        attempts += 1
+        try:
+            health = client.health()
+            problems = airflow_api.health_problems(health, params["components"])
+        except airflow_api.AirflowApiError as exc:
+            health = {}
+            problems = {"api_server": str(exc)}
+        if not problems or time.monotonic() + params["interval"] > deadline:
+            break
+        time.sleep(params["interval"])
+    services = sorted(set(airflow_api.HEALTH_COMPONENTS.get(name, "airflow-api-server") for name in problems))
+    result = dict(changed=False, healthy=not problems, health=health, problems=problems, services=services,
+                  attempts=attempts)
+    if problems:
+        module.fail_json(
+            msg="Airflow at %s is not healthy after %d s: %s" % (
+                params["url"], params["timeout"], "; ".join("%s: %s" % item for item in sorted(problems.items()))),
+            **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
