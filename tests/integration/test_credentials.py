@@ -182,10 +182,15 @@ def test_rotation_on_purpose_then_fernet_retire(playbook, fleet):
     assert again.rc == 0 and again.changed() == 0, again
     assert ch.facts(again, "server-1")["fernet_rekey"] is True
 
-    retire = playbook(ch.playbook("retire.yml"), inventory)
+    # The consuming role retires within the same run as the rotation, so -e ...rotate is still set:
+    # retiring must not rotate anything again.
+    jwt_before = ch.read_tree(secrets)["airflow/jwt_secret"]
+    retire = playbook(ch.playbook("retire.yml"), inventory,
+                      extra_vars={"airflow_credentials_rotate": ["fernet_key", "jwt_secret"]})
     assert retire.rc == 0, retire
     assert ch.facts(retire, "server-1") == {"changed": ["fernet_key"], "fernet_rekey": False}
     assert ch.read_tree(secrets)["airflow/fernet_key"] == new
+    assert ch.read_tree(secrets)["airflow/jwt_secret"] == jwt_before
     assert json.loads((root / "store" / "server-1.json").read_text())["secrets"]["fernet_key"] == new
     assert playbook(ch.playbook("retire.yml"), inventory).changed() == 0
 
