@@ -50,7 +50,7 @@ $(COLLECTION):
 
 setup: $(VENV)/.stamp $(COLLECTION)
 
-site: setup
+site: setup host-setup
 	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/site.yml
 
 test: lint sanity unit test-airflow integration molecule
@@ -97,7 +97,7 @@ molecule: setup host-setup
 			continue; \
 		fi; \
 		echo "=== molecule test -s $$scenario"; \
-		(cd extensions && $(BIN)/molecule test -s $$scenario) || exit 1; \
+		$(BIN)/molecule test -s $$scenario || exit 1; \
 	done
 
 bench: setup
