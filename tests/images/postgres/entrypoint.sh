@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Entrypoint of the local PostgreSQL test image: on first start create the cluster in $PGDATA
 # with POSTGRES_USER / POSTGRES_DB and the password from POSTGRES_PASSWORD_FILE (or
 # POSTGRES_PASSWORD), then run the server listening on all addresses of the container with
