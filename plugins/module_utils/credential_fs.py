@@ -19,7 +19,8 @@ import os
 import pwd
 import re
 import stat
-import tempfile
+
+from ansible_collections.failback.airflow.plugins.module_utils import placement
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
 #: Permission bits a credential file or directory must never have (group write, anything for others).
@@ -196,42 +197,8 @@ def plan(root, files, directories, uid, gid, mode, dir_mode, purge=True):
 
 
 def atomic_write(path, data, uid=None, gid=None, mode=0o600):
-    """Write *data* (text) to *path*: temp file created 0600, chown/chmod, fsync, rename, fsync dir."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=directory)
-    try:
-        try:
-            view = memoryview(data.encode("utf-8"))
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
-            if uid is not None or gid is not None:
-                os.fchown(fd, -1 if uid is None else uid, -1 if gid is None else gid)
-            os.fchmod(fd, mode)
-        finally:
-            os.close(fd)
-        os.rename(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(directory)
-
-
-def _fsync_dir(directory):
-    try:
-        dir_fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+    """Write *data* (text) to *path* atomically with owner and mode set before the rename."""
+    placement.atomic_write(path, data, mode=mode, uid=uid, gid=gid)
 
 
 def apply(root, files, result, uid, gid, mode, dir_mode):
@@ -254,7 +221,7 @@ def apply(root, files, result, uid, gid, mode, dir_mode):
         for path in result.removals:
             os.unlink(os.path.join(root, path))
         for directory in set(os.path.dirname(path) or "." for path in result.removals):
-            _fsync_dir(_dir_path(root, directory))
+            placement.fsync_dir(_dir_path(root, directory))
     except OSError as exc:
         raise CredentialFsError("cannot update %s: %s%s" % (
             exc.filename or root, exc.strerror,

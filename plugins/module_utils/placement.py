@@ -561,11 +561,13 @@ def read_map_file(path, installations=None):
     return parse_map(text, installations, source="placement map %s" % path)
 
 
-def atomic_write(path, text, mode=None):
+def atomic_write(path, text, mode=None, uid=None, gid=None):
     """Write *text* to *path* atomically: temp file in the same directory, fsync, rename, fsync dir.
 
     Readers see either the old or the new content, never a mix.  *mode* defaults to the mode of
-    the file being replaced, or 0644 for a new file.
+    the file being replaced, or 0644 for a new file.  The temporary file is created 0600 and gets
+    its owner (*uid*/*gid*, ``None`` keeps the current one) and *mode* before the rename, so the
+    path never shows a file with other permissions than the ones asked for.
     """
     directory = os.path.dirname(os.path.abspath(path))
     if mode is None:
@@ -580,7 +582,9 @@ def atomic_write(path, text, mode=None):
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
+            if uid is not None or gid is not None:
+                os.fchown(handle.fileno(), -1 if uid is None else uid, -1 if gid is None else gid)
+            os.fchmod(handle.fileno(), mode)
         os.rename(tmp, path)
     except BaseException:
         try:
@@ -588,6 +592,11 @@ def atomic_write(path, text, mode=None):
         except OSError:
             pass
         raise
+    fsync_dir(directory)
+
+
+def fsync_dir(directory):
+    """Flush a directory entry change (rename, unlink) to disk; best effort."""
     try:
         dir_fd = os.open(directory, os.O_RDONLY)
     except OSError:
