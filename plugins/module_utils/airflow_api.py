@@ -34,6 +34,13 @@ HEALTH_COMPONENTS = {
 
 PAGE_SIZE = 100
 
+#: Options of every module that talks to the API (documented in the failback.airflow.api doc fragment).
+CONNECTION_ARGUMENT_SPEC = dict(
+    url=dict(type="str", required=True),
+    request_timeout=dict(type="int", default=10),
+    validate_certs=dict(type="bool", default=True),
+)
+
 
 class AirflowApiError(RuntimeError):
     """The API answered something we cannot use; the message says what and where."""

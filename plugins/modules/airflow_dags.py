@@ -21,10 +21,6 @@ description:
 author:
   - Failback Airflow Maintainers (@failback)
 options:
-  url:
-    description: Base URL of the API server, for example C(http://127.0.0.1:8080).
-    type: str
-    required: true
   username:
     description: User to log in with.
     type: str
@@ -56,14 +52,8 @@ options:
   installation:
     description: This installation's name (its inventory hostname).
     type: str
-  request_timeout:
-    description: Timeout of one HTTP request in seconds.
-    type: int
-    default: 10
-  validate_certs:
-    description: Verify the TLS certificate of an https URL.
-    type: bool
-    default: true
+extends_documentation_fragment:
+  - failback.airflow.api
 attributes:
   check_mode:
     support: full
@@ -134,7 +124,6 @@ from ansible_collections.failback.airflow.plugins.module_utils.airflow_http impo
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            url=dict(type="str", required=True),
             username=dict(type="str", required=True),
             password=dict(type="str", required=True, no_log=True),
             paused=dict(type="bool", required=True),
@@ -143,8 +132,7 @@ def main():
             map_before=dict(type="raw"),
             map_after=dict(type="raw"),
             installation=dict(type="str"),
-            request_timeout=dict(type="int", default=10),
-            validate_certs=dict(type="bool", default=True),
+            **airflow_api.CONNECTION_ARGUMENT_SPEC,
         ),
         mutually_exclusive=[("dag_ids", "moved")],
         required_one_of=[("dag_ids", "moved")],

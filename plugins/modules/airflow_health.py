@@ -19,10 +19,6 @@ description:
 author:
   - Failback Airflow Maintainers (@failback)
 options:
-  url:
-    description: Base URL of the API server, for example C(http://127.0.0.1:8080).
-    type: str
-    required: true
   components:
     description: Components of the health answer that must be C(healthy).
     type: list
@@ -36,14 +32,8 @@ options:
     description: Seconds between two attempts.
     type: int
     default: 3
-  request_timeout:
-    description: Timeout of one HTTP request in seconds.
-    type: int
-    default: 10
-  validate_certs:
-    description: Verify the TLS certificate of an https URL.
-    type: bool
-    default: true
+extends_documentation_fragment:
+  - failback.airflow.api
 attributes:
   check_mode:
     support: full
@@ -115,13 +105,11 @@ from ansible_collections.failback.airflow.plugins.module_utils.airflow_http impo
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            url=dict(type="str", required=True),
             components=dict(type="list", elements="str",
                             default=["metadatabase", "scheduler", "dag_processor", "triggerer"]),
             timeout=dict(type="int", default=300),
             interval=dict(type="int", default=3),
-            request_timeout=dict(type="int", default=10),
-            validate_certs=dict(type="bool", default=True),
+            **airflow_api.CONNECTION_ARGUMENT_SPEC,
         ),
         supports_check_mode=True,
     )
