@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+import json
 import os
 import shutil
 import ssl
@@ -40,7 +41,57 @@ def make_tls_cert(directory):
     return cert, key
 
 
-class MapServer(object):
+class QuietHandler(BaseHTTPRequestHandler):
+    """Request handler for test servers: no access log, JSON answers and bodies made easy."""
+
+    def log_message(self, *args):  # keep test output quiet
+        return
+
+    def send_json(self, code, body):
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def read_body(self):
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+
+class LocalHTTPServer(object):
+    """A threaded HTTP(S) server on 127.0.0.1 with an ephemeral port, for one test.
+
+    ``base_url`` is where it listens; ``stop()`` (or leaving the ``with`` block) closes the listening
+    socket, so later requests are refused like those to an unreachable host.
+    """
+
+    def __init__(self, handler, tls=None):
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        scheme = "http"
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+            scheme = "https"
+        self.base_url = "%s://127.0.0.1:%d" % (scheme, self.httpd.server_address[1])
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class MapServer(LocalHTTPServer):
     """Serves one placement map at /placement.yml with ETag and Last-Modified, counting requests.
 
     ``body`` can be changed at any time; ``status`` forces an error answer; ``stop()`` closes the
@@ -56,10 +107,7 @@ class MapServer(object):
         self._lock = threading.Lock()
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # keep test output quiet
-                return
-
+        class Handler(QuietHandler):
             def do_GET(self):  # noqa: N802 (http.server API)
                 with server._lock:
                     server.requests += 1
@@ -87,25 +135,5 @@ class MapServer(object):
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        scheme = "http"
-        if tls:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(*tls)
-            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
-            scheme = "https"
-        self.url = "%s://127.0.0.1:%d/placement.yml" % (scheme, self.httpd.server_address[1])
-        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-
-    def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
+        super().__init__(Handler, tls)
+        self.url = self.base_url + "/placement.yml"

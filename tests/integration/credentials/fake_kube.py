@@ -9,13 +9,13 @@ mode). It keeps every request so tests can check what was sent.
 from __future__ import annotations
 
 import copy
-import json
 import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import yaml
+
+from failback_testlib import LocalHTTPServer, QuietHandler
 
 _DISCOVERY = {
     "/version": {"major": "1", "minor": "30", "gitVersion": "v1.30.0", "platform": "linux/amd64"},
@@ -28,7 +28,7 @@ _DISCOVERY = {
 }
 
 
-class FakeKube(object):
+class FakeKube(LocalHTTPServer):
     def __init__(self):
         self.secrets = {}  # (namespace, name) -> object
         self.requests = []
@@ -36,17 +36,7 @@ class FakeKube(object):
         self._version = 100
         api = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                return
-
-            def _send(self, code, body):
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+        class Handler(QuietHandler):
 
             def _secret_path(self, path):
                 parts = path.strip("/").split("/")
@@ -58,35 +48,32 @@ class FakeKube(object):
                 url = urlsplit(self.path)
                 api.record("GET", url, self.headers, None)
                 if url.path in _DISCOVERY:
-                    self._send(200, _DISCOVERY[url.path])
+                    self.send_json(200, _DISCOVERY[url.path])
                     return
                 key = self._secret_path(url.path)
                 with api._lock:
                     found = copy.deepcopy(api.secrets.get(key)) if key else None
                 if found is None:
-                    self._send(404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound",
+                    self.send_json(404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound",
                                      "code": 404, "message": "not found"})
                 else:
-                    self._send(200, found)
+                    self.send_json(200, found)
 
             def do_PATCH(self):  # noqa: N802 (http.server API)
                 url = urlsplit(self.path)
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                body = self.read_body()
                 applied = yaml.safe_load(body)
                 api.record("PATCH", url, self.headers, applied)
                 key = self._secret_path(url.path)
                 if key is None or self.headers.get("Content-Type") != "application/apply-patch+yaml":
-                    self._send(415, {"kind": "Status", "code": 415, "message": "only server-side apply of Secrets"})
+                    self.send_json(415, {"kind": "Status", "code": 415, "message": "only server-side apply of Secrets"})
                     return
                 dry_run = parse_qs(url.query).get("dryRun") == ["All"]
                 code, result = api.apply(key, applied, dry_run)
-                self._send(code, result)
+                self.send_json(code, result)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = "http://127.0.0.1:%d" % self.httpd.server_address[1]
-        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
+        super().__init__(Handler)
+        self.url = self.base_url
 
     def record(self, method, url, headers, body):
         with self._lock:
@@ -121,14 +108,3 @@ class FakeKube(object):
             "users": [{"name": "fake", "user": {"token": "not-a-secret"}}],
             "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake", "namespace": "default"}}],
         })
-
-    def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()

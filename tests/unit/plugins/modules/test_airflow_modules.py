@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
+from failback_testlib import LocalHTTPServer, QuietHandler
 
 from ansible_collections.failback.airflow.plugins.modules import airflow_dags, airflow_health
 
@@ -33,67 +32,50 @@ def exits(monkeypatch):
     monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
 
 
-class FakeAirflow(object):
+class FakeAirflow(LocalHTTPServer):
     def __init__(self):
         self.health = {name: {"status": "healthy"} for name in ("metadatabase", "scheduler", "dag_processor", "triggerer")}
         self.dags = {}
         self.patches = []
         state = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _send(self, code, body):
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(QuietHandler):
             def _body(self):
-                return json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+                return json.loads(self.read_body() or b"{}")
 
             def do_GET(self):
                 url = urlparse(self.path)
                 if url.path == "/api/v2/monitor/health":
-                    return self._send(200, state.health)
+                    return self.send_json(200, state.health)
                 if self.headers.get("Authorization") != "Bearer tok":
-                    return self._send(401, {"detail": "no"})
+                    return self.send_json(401, {"detail": "no"})
                 if url.path == "/api/v2/dags":
                     query = parse_qs(url.query)
                     offset, limit = int(query["offset"][0]), int(query["limit"][0])
                     names = sorted(state.dags)[offset:offset + limit]
-                    return self._send(200, {"dags": [{"dag_id": n, "is_paused": state.dags[n]} for n in names],
+                    return self.send_json(200, {"dags": [{"dag_id": n, "is_paused": state.dags[n]} for n in names],
                                             "total_entries": len(state.dags)})
-                return self._send(404, {})
+                return self.send_json(404, {})
 
             def do_POST(self):
                 if self.path == "/auth/token":
                     body = self._body()
                     if body == {"username": "admin", "password": "secret"}:
-                        return self._send(201, {"access_token": "tok"})
-                    return self._send(401, {"detail": "Invalid credentials"})
-                return self._send(404, {})
+                        return self.send_json(201, {"access_token": "tok"})
+                    return self.send_json(401, {"detail": "Invalid credentials"})
+                return self.send_json(404, {})
 
             def do_PATCH(self):
                 url = urlparse(self.path)
                 dag_id = url.path.rsplit("/", 1)[1]
                 if self.headers.get("Authorization") != "Bearer tok" or dag_id not in state.dags:
-                    return self._send(404, {})
+                    return self.send_json(404, {})
                 state.dags[dag_id] = self._body()["is_paused"]
                 state.patches.append(dag_id)
-                return self._send(200, {"dag_id": dag_id, "is_paused": state.dags[dag_id]})
+                return self.send_json(200, {"dag_id": dag_id, "is_paused": state.dags[dag_id]})
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
+        self.url = self.base_url
 
 
 @pytest.fixture
