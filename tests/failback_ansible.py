@@ -3,6 +3,9 @@
 ``run_playbook(playbook, inventory, ...)`` runs ansible-playbook with the JSON callback and
 returns a ``PlaybookRun`` with ``rc``, ``stats`` (per-host ok/changed/failures/unreachable),
 ``tasks`` (the JSON callback's plays/tasks) and the raw ``stdout``/``stderr``.
+
+``run_module(capsys, module, ...)`` runs one of the collection's modules in-process, the way unit
+tests do, and returns its JSON result with the exit code as ``rc``.
 """
 
 from __future__ import annotations
@@ -71,3 +74,18 @@ def run_playbook(playbook, inventory, extra_vars=None, check=False, diff=False, 
     full_env.update(env or {})
     proc = subprocess.run(args, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout, check=False)
     return PlaybookRun(args, proc)
+
+
+def run_module(capsys, module, check_mode=False, diff=False, **args):
+    """Run ``module.main()`` with *args* as module arguments; return its JSON result plus ``rc``."""
+    import pytest
+    from ansible.module_utils.testing import patch_module_args
+
+    args["_ansible_check_mode"] = check_mode
+    args["_ansible_diff"] = diff
+    with patch_module_args(args):
+        with pytest.raises(SystemExit) as exit_info:
+            module.main()
+    result = json.loads(capsys.readouterr().out)
+    result["rc"] = exit_info.value.code
+    return result

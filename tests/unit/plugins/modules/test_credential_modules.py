@@ -6,23 +6,14 @@ import json
 import os
 import stat
 
-import pytest
-from ansible.module_utils.testing import patch_module_args
+from failback_ansible import run_module
 
 from ansible_collections.failback.airflow.plugins.modules import credential_bundle, credential_files, credential_report
 
 SECRET = "Canary-Pass-0001"
 
 
-def run(capsys, module, check_mode=False, diff=False, **args):
-    args["_ansible_check_mode"] = check_mode
-    args["_ansible_diff"] = diff
-    with patch_module_args(args):
-        with pytest.raises(SystemExit) as exit_info:
-            module.main()
-    result = json.loads(capsys.readouterr().out)
-    result["rc"] = exit_info.value.code
-    return result
+run = run_module
 
 
 def bundle_args(tmp_path, **extra):

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
+from failback_ansible import run_module
 
 from ansible_collections.failback.airflow.plugins.module_utils import placement
 from ansible_collections.failback.airflow.plugins.modules import dag_placement
@@ -17,14 +16,7 @@ START = '"@failback":\n  generation: 3\ndag_a: server-1\ndag_b: server-1\ndag_c:
 
 def run(capsys, check_mode=False, diff=False, **args):
     args.setdefault("installations", KNOWN)
-    args["_ansible_check_mode"] = check_mode
-    args["_ansible_diff"] = diff
-    with patch_module_args(args):
-        with pytest.raises(SystemExit) as exit_info:
-            dag_placement.main()
-    result = json.loads(capsys.readouterr().out)
-    result["rc"] = exit_info.value.code
-    return result
+    return run_module(capsys, dag_placement, check_mode, diff, **args)
 
 
 @pytest.fixture
