@@ -55,7 +55,7 @@ class FakeKube(LocalHTTPServer):
                     found = copy.deepcopy(api.secrets.get(key)) if key else None
                 if found is None:
                     self.send_json(404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound",
-                                     "code": 404, "message": "not found"})
+                                         "code": 404, "message": "not found"})
                 else:
                     self.send_json(200, found)
 

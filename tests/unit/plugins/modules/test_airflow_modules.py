@@ -54,7 +54,7 @@ class FakeAirflow(LocalHTTPServer):
                     offset, limit = int(query["offset"][0]), int(query["limit"][0])
                     names = sorted(state.dags)[offset:offset + limit]
                     return self.send_json(200, {"dags": [{"dag_id": n, "is_paused": state.dags[n]} for n in names],
-                                            "total_entries": len(state.dags)})
+                                                "total_entries": len(state.dags)})
                 return self.send_json(404, {})
 
             def do_POST(self):
