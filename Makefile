@@ -26,7 +26,11 @@ help:
 	@echo "make test   - set up, then lint, sanity, unit, real-Airflow and integration tests"
 	@echo "make bench  - guard overhead and map move benchmarks"
 
+# A fresh Debian/Ubuntu has python3 without venv: install python3-venv first (as root).
 $(VENV)/.stamp: requirements.txt requirements-test.txt
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
+		echo "[setup] $(PYTHON) cannot create virtualenvs: installing python3-venv"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -qq --upgrade pip
 	$(BIN)/pip install -qq -r requirements.txt -r requirements-test.txt
@@ -50,8 +54,15 @@ $(COLLECTION):
 
 setup: $(VENV)/.stamp $(COLLECTION)
 
-site: setup host-setup
-	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/site.yml
+# One progress line per stage; the installations print where they answer at the end.
+site: setup
+	@start=$$SECONDS; echo "[make site] 1/3 host packages: Podman and its network DNS through the airflow_server role, debootstrap"; \
+		bash tests/setup-host.sh --engine podman --no-images; \
+		echo "[make site] 2/3 local images (tests/images/build.sh; about 3 minutes the first time)"; \
+		bash tests/images/build.sh; \
+		echo "[make site] 3/3 installations of $(INVENTORY) (playbooks/site.yml)"; \
+		$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/site.yml; \
+		echo "[make site] done in $$((SECONDS - start)) s"
 
 test: lint sanity unit test-airflow integration molecule
 
@@ -81,11 +92,11 @@ unit: setup
 test-airflow: setup $(VENV_AIRFLOW)/.stamp
 	$(AIRFLOW_BIN)/python -m pytest -q -n 2 tests/airflow
 
-integration: setup $(VENV_AIRFLOW)/.stamp
+integration: setup host-setup $(VENV_AIRFLOW)/.stamp
 	$(BIN)/python -m pytest -q -n 2 tests/integration
 
 # System packages (podman, docker.io, debootstrap...) and locally built test images.
-host-setup:
+host-setup: setup
 	bash tests/setup-host.sh
 
 # Collection-level Molecule scenarios in extensions/molecule. The kubernetes scenario needs a

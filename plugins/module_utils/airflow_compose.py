@@ -10,8 +10,15 @@ Airflow init) is run to completion before the services after it.
 
 Each service carries the label :data:`CONFIG_HASH_LABEL` (a hash of its definition, written by
 the role's template); a container whose label differs is recreated, one that is stopped is
-started, everything else is left alone - so only what changed is restarted. These functions are
-pure: they take parsed data and return decisions.
+started, everything else is left alone - so only what changed is restarted.
+
+Services find each other by name (``postgres``) through the DNS of the project's network. Podman
+gives a network DNS only when its DNS component is installed when the network is *created* (the
+CNI ``dnsname`` plugin, or ``aardvark-dns`` with netavark); a network created before that keeps
+``dns_enabled: false`` for ever. :func:`project_networks` and :func:`network_action` say which
+networks to check and what to do with each.
+
+These functions are pure: they take parsed data and return decisions.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ SERVICE_LABELS = ("com.docker.compose.service", "io.podman.compose.service")
 PROJECT_LABEL = "io.podman.compose.project"
 
 CREATE = "create"
+KEEP = "keep"
 RECREATE = "recreate"
 START = "start"
 RUN = "run"
@@ -131,6 +139,74 @@ def plan(order, desired, containers, one_shot=()):
         elif not current.running:
             actions.append((name, START))
     return actions
+
+
+def project_networks(compose, project):
+    """Names of the networks the project's services join, as podman-compose names them.
+
+    A service without ``networks`` joins ``default``; a network is called ``<project>_<key>``
+    unless the compose file gives it a ``name``; external networks and services with a
+    ``network_mode`` (host, none, another container) are not the project's to check, nor are
+    networks that ask for no DNS (``x-podman.disable_dns``).
+    """
+    if not isinstance(compose, dict) or not isinstance(compose.get("services"), dict):
+        raise ComposeError("the compose file has no 'services' mapping")
+    declared = compose.get("networks") or {}
+    if not isinstance(declared, dict):
+        raise ComposeError("the compose file's 'networks' must be a mapping")
+    keys = set()
+    for spec in compose["services"].values():
+        spec = spec or {}
+        if spec.get("network_mode"):
+            continue
+        joined = spec.get("networks")
+        keys.update(joined or ["default"])
+    names = []
+    for key in sorted(keys):
+        config = declared.get(key) or {}
+        if config.get("external") or config.get("x-podman.disable_dns"):
+            continue
+        names.append(config.get("name") or "%s_%s" % (project, key))
+    return names
+
+
+def parse_network_inspect(text):
+    """``{name: dns_enabled}`` from ``podman network inspect`` JSON (Podman 4 and later)."""
+    try:
+        entries = json.loads(text or "[]")
+    except ValueError as exc:
+        raise ComposeError("podman network inspect did not print JSON: %s" % exc)
+    found = {}
+    for entry in entries or []:
+        if not isinstance(entry, dict) or "name" not in entry:
+            raise ComposeError("podman network inspect printed an entry without a name")
+        found[entry["name"]] = bool(entry.get("dns_enabled"))
+    return found
+
+
+def network_action(exists, dns_enabled, dns_available):
+    """What to do with one project network so that its containers resolve each other's names.
+
+    * missing: CREATE (then check the new network's DNS);
+    * present with DNS: KEEP;
+    * present without DNS and this Podman can now make DNS networks: RECREATE;
+    * present without DNS and it cannot: None (stop and name the missing package).
+    """
+    if not exists:
+        return CREATE
+    if dns_enabled:
+        return KEEP
+    return RECREATE if dns_available else None
+
+
+def no_dns_message(network, packages, host=None):
+    """The error for a network without DNS: names the network, the effect and the fix."""
+    fix = ("install %s%s and run again: the role then recreates the network"
+           % (" and ".join(packages), " on %s" % host if host else "")
+           if packages else "install the DNS component of Podman's network backend (the CNI dnsname plugin, "
+                            "or aardvark-dns with netavark) and run again")
+    return ("Podman network %s has no DNS (dns_enabled: false), so the containers cannot resolve each other's "
+            "names (such as 'postgres'); nothing was started. To fix it, %s." % (network, fix))
 
 
 def up_args(service, action):

@@ -20,6 +20,10 @@ description:
     bound, before the services after them; the module fails with the last log lines when one
     exits non-zero. Services in I(wait_healthy) must pass C(podman healthcheck run) before later
     services are started (Podman runs no health checks by itself without systemd).
+  - Before any service starts, the project's networks must resolve container names. A missing
+    network is created; a network created without DNS (before the CNI C(dnsname) plugin or
+    C(aardvark-dns) was installed) is recreated when Podman can now give it DNS; otherwise the
+    module stops and names the package to install (O(dns_packages)).
 author:
   - Failback Airflow Maintainers (@failback)
 options:
@@ -85,7 +89,17 @@ options:
     description: Log lines of a failing service to show.
     type: int
     default: 40
-attributes:
+  network_dns:
+    description:
+      - With O(state=present), make sure every network of the project has DNS before anything starts.
+      - Recreating a network removes the project's containers attached to it; they are created again right after.
+    type: bool
+    default: true
+  dns_packages:
+    description: The packages that give this host's Podman networks DNS, named in the error when a network has none.
+    type: list
+    elements: str
+    default: []
   check_mode:
     support: full
     description: Reads the containers' state and reports the planned actions without running them.
@@ -121,6 +135,12 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+networks:
+  description: What was (or in check mode would be) done to each project network, as C([network, action]) with action C(keep), C(create) or C(recreate).
+  returned: with O(state=present) and O(network_dns)
+  type: list
+  elements: list
+  sample: [[failback-server-1_default, recreate]]
 actions:
   description: What was (or in check mode would be) done, in order, as C([service, action]).
   returned: always
@@ -173,6 +193,56 @@ class Runner(object):
     def fail(self, msg, **kwargs):
         self.module.fail_json(msg=msg, **kwargs)
 
+    def network_dns(self, name):
+        """True/False: the network's dns_enabled; None when it does not exist."""
+        rc, out, _err = self.run([self.params["podman"], "network", "inspect", name], check=False)
+        if rc != 0:
+            return None
+        try:
+            return compose.parse_network_inspect(out).get(name, False)
+        except compose.ComposeError as exc:
+            self.fail(str(exc))
+
+    def create_network(self, name):
+        project = self.params["project_name"]
+        # The labels podman-compose puts on the networks it creates, so that it adopts this one.
+        self.run([self.params["podman"], "network", "create", "--label", "%s=%s" % (compose.PROJECT_LABEL, project),
+                  "--label", "com.docker.compose.project=%s" % project, name])
+
+    def dns_available(self):
+        """Whether a network created now gets DNS (the DNS component is installed)."""
+        probe = "%s_failback_dns_probe" % self.params["project_name"]
+        self.run([self.params["podman"], "network", "rm", "--force", probe], check=False)
+        self.run([self.params["podman"], "network", "create", probe])
+        try:
+            return bool(self.network_dns(probe))
+        finally:
+            self.run([self.params["podman"], "network", "rm", "--force", probe], check=False)
+
+    def ensure_networks(self, names):
+        """Give every network DNS before anything starts; returns [(network, action)]."""
+        done = []
+        for name in names:
+            dns = self.network_dns(name)
+            available = None
+            if dns is False:
+                available = self.dns_available()
+            action = compose.network_action(dns is not None, bool(dns), available)
+            if action is None:
+                self.fail(compose.no_dns_message(name, self.params["dns_packages"]), network=name)
+            done.append((name, action))
+            if action == compose.KEEP or self.module.check_mode:
+                continue
+            if action == compose.RECREATE:
+                # --force also removes the project's containers on it; the plan creates them again.
+                self.run([self.params["podman"], "network", "rm", "--force", name])
+            self.create_network(name)
+            if not self.network_dns(name):
+                if action == compose.CREATE:  # leave nothing half-made behind for the next run
+                    self.run([self.params["podman"], "network", "rm", "--force", name], check=False)
+                self.fail(compose.no_dns_message(name, self.params["dns_packages"]), network=name)
+        return done
+
     def containers(self):
         _rc, out, _err = self.run([self.params["podman"], "ps", "-a", "--format", "json", "--filter",
                                    "label=%s=%s" % (compose.PROJECT_LABEL, self.params["project_name"])])
@@ -214,11 +284,12 @@ class Runner(object):
                 service, code or "unknown", self.logs(container.name)), failed_service=service)
 
 
-def load_desired(module):
+def load_compose(module):
+    """The compose files merged (services and networks; later files win)."""
     params = module.params
     if not HAS_YAML:
         module.fail_json(msg="PyYAML is required on the managed host to read the compose file")
-    merged = {"services": {}}
+    merged = {"services": {}, "networks": {}}
     for name in params["files"]:
         path = os.path.join(params["project_src"], name)
         try:
@@ -227,10 +298,8 @@ def load_desired(module):
         except (IOError, OSError, yaml.YAMLError) as exc:
             module.fail_json(msg="cannot read compose file %s: %s" % (path, exc))
         merged["services"].update(data.get("services") or {})
-    try:
-        return compose.desired_hashes(merged)
-    except compose.ComposeError as exc:
-        module.fail_json(msg=str(exc))
+        merged["networks"].update(data.get("networks") or {})
+    return merged
 
 
 def main():
@@ -249,17 +318,29 @@ def main():
             environment=dict(type="dict", default={}),
             timeout=dict(type="int", default=300),
             logs_tail=dict(type="int", default=40),
+            network_dns=dict(type="bool", default=True),
+            dns_packages=dict(type="list", elements="str", default=[]),
         ),
         required_if=[("state", "present", ("order",)), ("state", "restarted", ("order",))],
         supports_check_mode=True,
     )
     params = module.params
     runner = Runner(module)
-    current = runner.containers()
     actions = []
+    result = {}
 
     if params["state"] == "present":
-        desired = load_desired(module)
+        project = load_compose(module)
+        try:
+            desired = compose.desired_hashes(project)
+            networks = compose.project_networks(project, params["project_name"])
+        except compose.ComposeError as exc:
+            module.fail_json(msg=str(exc))
+        if params["network_dns"]:
+            result["networks"] = [list(item) for item in runner.ensure_networks(networks)]
+    current = runner.containers()
+
+    if params["state"] == "present":
         try:
             actions = compose.plan(params["order"], desired, current, params["one_shot"])
         except compose.ComposeError as exc:
@@ -301,8 +382,9 @@ def main():
                 runner.run(runner.base + ["down"], timeout=params["timeout"])
 
     after = current if module.check_mode else runner.containers()
-    module.exit_json(changed=bool(actions), actions=[list(item) for item in actions],
-                     containers=dict((name, c.as_dict()) for name, c in after.items()))
+    changed_networks = [name for name, action in result.get("networks", []) if action != compose.KEEP]
+    module.exit_json(changed=bool(actions or changed_networks), actions=[list(item) for item in actions],
+                     containers=dict((name, c.as_dict()) for name, c in after.items()), **result)
 
 
 if __name__ == "__main__":

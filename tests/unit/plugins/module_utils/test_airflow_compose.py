@@ -106,3 +106,51 @@ def test_parse_ps_keeps_the_newest_container_per_service():
     assert compose.parse_ps("null") == {}
     with pytest.raises(compose.ComposeError):
         compose.parse_ps("not json")
+
+
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        ({"services": {"a": {}, "b": {"image": "x"}}}, ["p_default"]),
+        ({"services": {"a": {"networks": ["back"]}, "b": {}}, "networks": {"back": {}}}, ["p_back", "p_default"]),
+        ({"services": {"a": {"networks": {"front": {}}}}, "networks": {"front": {"name": "shared-front"}}}, ["shared-front"]),
+        ({"services": {"a": {"networks": ["ext"]}}, "networks": {"ext": {"external": True}}}, []),
+        ({"services": {"a": {"network_mode": "host"}, "b": {"network_mode": "none"}}}, []),
+        ({"services": {"a": {"networks": ["quiet"]}}, "networks": {"quiet": {"x-podman.disable_dns": True}}}, []),
+    ],
+)
+def test_project_networks_are_named_as_podman_compose_names_them(data, expected):
+    assert compose.project_networks(data, "p") == expected
+
+
+def test_project_networks_refuses_a_file_without_services():
+    with pytest.raises(compose.ComposeError, match="no 'services' mapping"):
+        compose.project_networks({"networks": {}}, "p")
+
+
+def test_parse_network_inspect():
+    text = json.dumps([{"name": "p_default", "dns_enabled": False}, {"name": "q", "dns_enabled": True}])
+    assert compose.parse_network_inspect(text) == {"p_default": False, "q": True}
+    with pytest.raises(compose.ComposeError, match="did not print JSON"):
+        compose.parse_network_inspect("Error: no such network")
+
+
+@pytest.mark.parametrize(
+    "exists, dns, available, action",
+    [
+        (False, False, None, compose.CREATE),
+        (True, True, None, compose.KEEP),
+        (True, False, True, compose.RECREATE),  # made before the DNS plugin was installed: recreate
+        (True, False, False, None),  # no DNS component on this host: stop and say which package
+    ],
+)
+def test_network_action(exists, dns, available, action):
+    assert compose.network_action(exists, dns, available) == action
+
+
+def test_no_dns_message_names_the_network_the_effect_and_the_package():
+    message = compose.no_dns_message("p_default", ["golang-github-containernetworking-plugin-dnsname"])
+    assert "Podman network p_default has no DNS (dns_enabled: false)" in message
+    assert "cannot resolve each other's names (such as 'postgres')" in message
+    assert "install golang-github-containernetworking-plugin-dnsname and run again" in message
+    assert "the CNI dnsname plugin, or aardvark-dns with netavark" in compose.no_dns_message("p_default", [])
