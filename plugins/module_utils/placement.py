@@ -37,7 +37,16 @@ import datetime
 import errno
 import os
 import re
+import reprlib
+import stat
 import tempfile
+import time
+import unicodedata
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on Windows; the rules still load there
+    fcntl = None
 
 try:
     import yaml
@@ -58,6 +67,11 @@ except ImportError as _exc:  # pragma: no cover - exercised only where PyYAML is
 META_KEY = "@failback"
 META_FIELDS = ("generation", "updated_at", "updated_by", "default")
 FENCE_FILE_NAME = "fence"
+#: Stands for "every DAG the map does not list" (the default owner) in plans and change lists.
+DEFAULT_KEY = "@default"
+#: The largest map anything accepts or writes: the guard, the module, the playbooks. It fits a
+#: Kubernetes ConfigMap (at most 1 MiB with its metadata) and is about 30,000 DAGs.
+MAX_MAP_BYTES = 1000000
 
 # Airflow: KEY_REGEX = r"^[\w.-]+$" and ID_LEN = 250 (airflow.utils.helpers / models.base).
 DAG_ID_MAX_LEN = 250
@@ -77,6 +91,39 @@ class PlacementError(ValueError):
     """A map, a name or a requested change is invalid.  The message names the bad value."""
 
 
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 60
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 4
+_REPR.maxlevel = 2
+
+
+def show(value):
+    """A value for an error message: bounded in length and in the work it takes (never a whole value)."""
+    return _REPR.repr(value)
+
+
+_BUILTINS = (bool, int, float, str, bytes, list, tuple, dict, set, type(None))
+
+
+def type_name(value):
+    """The builtin type name of *value* (Ansible hands over tagged subclasses such as _AnsibleTaggedInt)."""
+    return next((kind.__name__ for kind in type(value).__mro__ if kind in _BUILTINS), type(value).__name__)
+
+
+def check_text(value, where):
+    """Return *value* if it is text a map may carry (no control characters), else raise PlacementError."""
+    if value is None:
+        return value
+    if not isinstance(value, str):
+        raise PlacementError("%s %s must be a string" % (where, show(value)))
+    for char in value:
+        category = unicodedata.category(char)
+        if category in ("Cc", "Cs"):
+            raise PlacementError("%s %s contains %s U+%04X: use printable text" % (
+                where, show(value), "the control character" if category == "Cc" else "the unpaired surrogate", ord(char)))
+    return value
+
+
 def _require_yaml():
     if not HAS_YAML:
         raise PlacementError("PyYAML is required to read placement maps: %s" % (YAML_IMPORT_ERROR,))
@@ -89,8 +136,8 @@ def check_dag_id(dag_id, where="DAG id"):
     """Return *dag_id* if it is a valid Airflow DAG id, else raise PlacementError."""
     if isinstance(dag_id, bool) or not isinstance(dag_id, str):
         raise PlacementError(
-            "%s %r is of type %s, not a string: quote it in YAML (e.g. \"%s\": ...)"
-            % (where, dag_id, type(dag_id).__name__, dag_id)
+            "%s %s is of type %s, not a string: quote it in YAML (e.g. \"%s\": ...)"
+            % (where, show(dag_id), type_name(dag_id), show(dag_id))
         )
     if not dag_id:
         raise PlacementError("%s is empty" % where)
@@ -98,7 +145,7 @@ def check_dag_id(dag_id, where="DAG id"):
         raise PlacementError("%s %r is longer than %d characters" % (where, dag_id[:40] + "...", DAG_ID_MAX_LEN))
     if not _DAG_ID_RE.match(dag_id):
         raise PlacementError(
-            "%s %r is not a valid Airflow DAG id: allowed are letters, digits, '_', '.' and '-'" % (where, dag_id)
+            "%s %s is not a valid Airflow DAG id: allowed are letters, digits, '_', '.' and '-'" % (where, show(dag_id))
         )
     return dag_id
 
@@ -106,19 +153,19 @@ def check_dag_id(dag_id, where="DAG id"):
 def check_installation_name(name, installations=None, where="installation name"):
     """Return *name* if it is a valid installation name (and known, when *installations* is given)."""
     if isinstance(name, bool) or not isinstance(name, str):
-        raise PlacementError("%s %r is of type %s, not a string" % (where, name, type(name).__name__))
+        raise PlacementError("%s %s is of type %s, not a string" % (where, show(name), type_name(name)))
     if not name.strip():
         raise PlacementError("%s is empty" % where)
     if len(name) > NAME_MAX_LEN:
         raise PlacementError("%s %r is longer than %d characters" % (where, name[:40] + "...", NAME_MAX_LEN))
     if not _NAME_RE.match(name):
         raise PlacementError(
-            "%s %r is not valid: use letters, digits, '.', '-', '_' or ':' and start and end with a letter or digit"
-            % (where, name)
+            "%s %s is not valid: use letters, digits, '.', '-', '_' or ':' and start and end with a letter or digit"
+            % (where, show(name))
         )
     if installations is not None and name not in installations:
         raise PlacementError(
-            "%s %r is not a known installation; known: %s" % (where, name, ", ".join(sorted(installations)) or "(none)")
+            "%s %s is not a known installation; known: %s" % (where, show(name), ", ".join(sorted(installations)) or "(none)")
         )
     return name
 
@@ -128,7 +175,7 @@ def check_installations(installations):
     if installations is None:
         return None
     if isinstance(installations, str) or not hasattr(installations, "__iter__"):
-        raise PlacementError("installations must be a list of names, got %r" % (installations,))
+        raise PlacementError("installations must be a list of names, got %s" % show(installations))
     names = []
     for name in installations:
         names.append(check_installation_name(name, where="known installation"))
@@ -247,20 +294,21 @@ def from_data(data, installations=None, source="placement map"):
         meta = {}
     if not isinstance(meta, dict):
         raise PlacementError("%s: %r must be a mapping, got a %s" % (source, META_KEY, type(meta).__name__))
-    unknown = sorted(str(k) for k in meta if k not in META_FIELDS)
+    unknown = sorted(str(k)[:60] for k in meta if k not in META_FIELDS)
     if unknown:
         raise PlacementError(
             "%s: unknown %r field(s) %s; allowed: %s" % (source, META_KEY, ", ".join(unknown), ", ".join(META_FIELDS))
         )
     generation = meta.get("generation", 0)
     if isinstance(generation, bool) or not isinstance(generation, int) or generation < 0:
-        raise PlacementError("%s: generation %r must be a whole number >= 0" % (source, generation))
+        raise PlacementError("%s: generation %s must be a whole number >= 0" % (source, show(generation)))
     updated_at = meta.get("updated_at")
     if isinstance(updated_at, (datetime.datetime, datetime.date)):
         updated_at = updated_at.isoformat()
     for field, value in (("updated_at", updated_at), ("updated_by", meta.get("updated_by"))):
         if value is not None and not isinstance(value, str):
-            raise PlacementError("%s: %s %r must be a string" % (source, field, value))
+            raise PlacementError("%s: %s %s must be a string" % (source, field, show(value)))
+        check_text(value, "%s: %s" % (source, field))
     default = meta.get("default")
     if default is not None:
         check_installation_name(default, known, where="%s: default owner" % source)
@@ -270,14 +318,14 @@ def from_data(data, installations=None, source="placement map"):
         if key == META_KEY:
             continue
         if isinstance(key, str) and key.startswith("@"):
-            raise PlacementError("%s: key %r is reserved (only %r is allowed to start with '@')" % (source, key, META_KEY))
+            raise PlacementError("%s: key %s is reserved (only %r is allowed to start with '@')" % (source, show(key), META_KEY))
         check_dag_id(key, where="%s: key" % source)
         if value is None or (isinstance(value, str) and not value.strip()):
             raise PlacementError("%s: DAG %r has an empty installation name" % (source, key))
         if isinstance(value, bool) or not isinstance(value, str):
             raise PlacementError(
-                "%s: DAG %r maps to %r (of type %s); the owner must be an installation name string"
-                % (source, key, value, type(value).__name__)
+                "%s: DAG %r maps to %s (of type %s); the owner must be an installation name string"
+                % (source, key, show(value), type_name(value))
             )
         check_installation_name(value, known, where="%s: owner of DAG %r" % (source, key))
         dags[key] = value
@@ -304,8 +352,8 @@ def _construct_mapping_no_duplicates(loader, node, deep=False):
             raise PlacementError("line %d: a mapping key must be a plain value, not a %s" % (line, type(key).__name__))
         if key in first_line:
             raise PlacementError(
-                "duplicate key %r on line %d (first on line %d): each DAG may have one owner only"
-                % (key, line, first_line[key])
+                "duplicate key %s on line %d (first on line %d): each DAG may have one owner only"
+                % (show(key), line, first_line[key])
             )
         first_line[key] = line
         mapping[key] = loader.construct_object(value_node, deep=deep)
@@ -318,25 +366,48 @@ if HAS_YAML:
     )
 
 
+def _refuse_anchors(text, source):
+    """Anchors and aliases let a few bytes stand for an exponentially large value: refuse them."""
+    if "&" not in text and "*" not in text:  # no anchor or alias can be in there (the usual case)
+        return
+    for event in yaml.parse(text, Loader=_BaseLoader):
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise PlacementError(
+                "%s: YAML anchors and aliases (&name, *name) are not allowed in a placement map (line %d)"
+                % (source, event.start_mark.line + 1))
+
+
 def load_yaml(text, source="placement map"):
-    """Load YAML text with duplicate-key detection; raise PlacementError with the location on errors."""
+    """Load YAML text with duplicate-key detection; raise PlacementError with the location on errors.
+
+    Texts over MAX_MAP_BYTES, anchors and aliases, and structures nested too deeply are refused.
+    """
     _require_yaml()
     if isinstance(text, bytes):
+        if len(text) > MAX_MAP_BYTES:
+            raise PlacementError("%s is %d bytes, more than the limit of %d" % (source, len(text), MAX_MAP_BYTES))
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise PlacementError("%s is not UTF-8 text: %s" % (source, exc))
     if type(text) is not str:  # pylint: disable=unidiomatic-typecheck
         text = str(text)  # libyaml takes exact str only (Ansible passes tagged str subclasses)
+    if len(text) > MAX_MAP_BYTES // 4 and len(text.encode("utf-8")) > MAX_MAP_BYTES:
+        raise PlacementError("%s is %d bytes, more than the limit of %d"
+                             % (source, len(text.encode("utf-8")), MAX_MAP_BYTES))
     try:
+        _refuse_anchors(text, source)
         documents = list(yaml.load_all(text, Loader=_DuplicateCheckingLoader))
     except PlacementError as exc:
-        raise PlacementError("%s: %s" % (source, exc))
+        message = str(exc)
+        raise PlacementError(message if message.startswith(source) else "%s: %s" % (source, message))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = " at line %d, column %d" % (mark.line + 1, mark.column + 1) if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise PlacementError("%s is not valid YAML%s: %s" % (source, where, problem))
+        raise PlacementError("%s is not valid YAML%s: %s" % (source, where, str(problem)[:200]))
+    except RecursionError:
+        raise PlacementError("%s is nested too deeply to be a placement map" % source)
     if len(documents) > 1:
         raise PlacementError("%s holds %d YAML documents; expected exactly one" % (source, len(documents)))
     return documents[0] if documents else None
@@ -356,8 +427,28 @@ _YAML11_SPECIAL = re.compile(
 )
 
 
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\0": "\\0", "\a": "\\a", "\b": "\\b", "\t": "\\t", "\n": "\\n",
+            "\v": "\\v", "\f": "\\f", "\r": "\\r", "\x1b": "\\e"}
+
+
+_PLAIN_QUOTED = re.compile(r'^[ !#-\[\]-~]*$')  # printable ASCII but '"' and '\\': nothing to escape
+
+
 def _quote(value):
-    return '"%s"' % value.replace("\\", "\\\\").replace('"', '\\"')
+    """A double-quoted YAML scalar in plain ASCII: every other character as an escape, so that any
+    text (control characters, line separators, non-ASCII) reads back exactly."""
+    if _PLAIN_QUOTED.match(value):
+        return '"%s"' % value
+    out = []
+    for char in value:
+        if char in _ESCAPES:
+            out.append(_ESCAPES[char])
+        elif " " <= char <= "~":
+            out.append(char)
+        else:
+            code = ord(char)
+            out.append("\\x%02x" % code if code < 0x100 else "\\u%04x" % code if code < 0x10000 else "\\U%08x" % code)
+    return '"%s"' % "".join(out)
 
 
 def _key(value):
@@ -368,7 +459,13 @@ def _key(value):
 
 
 def dump_map(pmap):
-    """Serialise deterministically: header, metadata, then DAGs sorted by id, one per line."""
+    """Serialise deterministically: header, metadata, then DAGs sorted by id, one per line.
+
+    The text always reads back as the same map (see _quote); a map over MAX_MAP_BYTES, or metadata
+    with control characters, is refused here, before anything could be written.
+    """
+    check_text(pmap.updated_at, "updated_at")
+    check_text(pmap.updated_by, "updated_by")
     lines = [_HEADER.rstrip("\n"), _quote(META_KEY) + ":"]
     lines.append("  generation: %d" % pmap.generation)
     if pmap.updated_at is not None:
@@ -379,25 +476,40 @@ def dump_map(pmap):
         lines.append("  default: %s" % _quote(pmap.default))
     for dag_id in sorted(pmap.dags):
         lines.append("%s: %s" % (_key(dag_id), _quote(pmap.dags[dag_id])))
-    return "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n"
+    size = len(text.encode("utf-8"))
+    if size > MAX_MAP_BYTES:
+        raise PlacementError(
+            "the placement map would be %d bytes (%d DAGs), more than the limit of %d that every installation "
+            "accepts (a Kubernetes ConfigMap holds at most 1 MiB); nothing was written" % (size, len(pmap.dags), MAX_MAP_BYTES))
+    return text
 
 
 # --------------------------------------------------------------------------- changes
 
 
-def _split_dags(dags):
-    """Accept a list or a comma-separated string of DAG ids; return a sorted unique list."""
+def parse_dag_list(dags, what="the list of DAGs"):
+    """A list, or a comma-separated string, of DAG ids as a sorted unique list (None stays None).
+
+    Anything else (a mapping, a number, a list holding other things) is refused with a message
+    that names the value and what is allowed.
+    """
     if dags is None:
         return None
     if isinstance(dags, str):
         dags = [d.strip() for d in dags.split(",")]
+    elif isinstance(dags, dict) or not isinstance(dags, (list, tuple)):
+        raise PlacementError(
+            "%s is %s (%s): give DAG ids as a comma-separated string (dag_a,dag_b) or a YAML list"
+            % (what, show(dags), "a mapping" if isinstance(dags, dict) else "a number"
+               if isinstance(dags, (int, float)) and not isinstance(dags, bool) else "of type %s" % type_name(dags)))
     result = set()
     for dag_id in dags:
         if isinstance(dag_id, str):
             dag_id = dag_id.strip()
         result.add(check_dag_id(dag_id, where="listed DAG"))
     if not result:
-        raise PlacementError("the list of DAGs is empty")
+        raise PlacementError("%s is empty" % what)
     return sorted(result)
 
 
@@ -412,7 +524,7 @@ def assign(pmap, assignments, installations=None, remove=None, default=None, cle
     for dag_id in sorted(assignments or {}):
         check_dag_id(dag_id, where="assigned DAG")
         dags[dag_id] = check_installation_name(assignments[dag_id], known, where="owner of assigned DAG %r" % dag_id)
-    for dag_id in _split_dags(remove) or []:
+    for dag_id in parse_dag_list(remove, "the DAGs to remove") or []:
         dags.pop(dag_id, None)
     new_default = pmap.default
     if clear_default:
@@ -426,7 +538,8 @@ def move(pmap, to, from_=None, dags=None, installations=None):
     """Move DAGs to installation *to*.
 
     * ``from_`` only: every DAG owned by *from_* (and the default, if it is *from_*).
-    * ``dags`` (list or comma-separated string): those DAGs; with ``from_`` too, each must be owned by it.
+    * ``dags`` (list or comma-separated string): those DAGs; with ``from_`` too, each must be owned
+      by it or already by *to* (so that the same request can be run again, or resumed).
 
     Returns ``(new_map, moved)`` where *moved* maps each moved DAG id to ``(old_owner, to)``;
     the key ``@default`` stands for the default owner.
@@ -437,7 +550,7 @@ def move(pmap, to, from_=None, dags=None, installations=None):
         check_installation_name(from_, known, where="failover source")
         if from_ == to:
             raise PlacementError("failover source and target are both %r; nothing would move" % to)
-    listed = _split_dags(dags)
+    listed = parse_dag_list(dags, "the list of DAGs to move")
     if from_ is None and listed is None:
         raise PlacementError("say what to move: a source installation, a list of DAGs, or both")
 
@@ -456,7 +569,7 @@ def move(pmap, to, from_=None, dags=None, installations=None):
             current = pmap.owner(dag_id)
             if current is None:
                 raise PlacementError("DAG %r is not in the placement map and there is no default owner" % dag_id)
-            if from_ is not None and current != from_:
+            if from_ is not None and current not in (from_, to):
                 raise PlacementError("DAG %r is owned by %r, not by the failover source %r" % (dag_id, current, from_))
             if current != to or dag_id not in pmap.dags:
                 new_dags[dag_id] = to
@@ -538,15 +651,45 @@ def decide(pmap, dag_id, installation):
 # --------------------------------------------------------------------------- files
 
 
+_KINDS = ((stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"),
+          (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"))
+
+
+def _kind(mode):
+    return next((name for test, name in _KINDS if test(mode)), "special file")
+
+
 def read_text(path):
-    """Return the text of *path*, or None when it does not exist."""
+    """Return the text of *path*, or None when it does not exist.
+
+    A symbolic link is followed; anything but a regular file (a directory, a FIFO that would block
+    the reader, a device) is refused, as is a file over MAX_MAP_BYTES.
+    """
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except IOError as exc:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
         if exc.errno == errno.ENOENT:
             return None
         raise PlacementError("cannot read placement map %s: %s" % (path, exc.strerror))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise PlacementError("cannot read placement map %s: it is a %s, not a regular file (a symbolic link to "
+                                 "a file is followed)" % (path, _kind(st.st_mode)))
+        if st.st_size > MAX_MAP_BYTES:
+            raise PlacementError("placement map %s is %d bytes, more than the limit of %d"
+                                 % (path, st.st_size, MAX_MAP_BYTES))
+        handle = os.fdopen(fd, "rb")
+        fd = None
+        with handle:
+            data = handle.read(MAX_MAP_BYTES + 1)
+    except OSError as exc:
+        raise PlacementError("cannot read placement map %s: %s" % (path, exc.strerror))
+    finally:
+        if fd is not None:
+            os.close(fd)
+    if len(data) > MAX_MAP_BYTES:
+        raise PlacementError("placement map %s is more than %d bytes" % (path, MAX_MAP_BYTES))
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -561,15 +704,19 @@ def read_map_file(path, installations=None):
     return parse_map(text, installations, source="placement map %s" % path)
 
 
-def atomic_write(path, text, mode=None, uid=None, gid=None):
+def atomic_write(path, text, mode=None, uid=None, gid=None, prepare=None, follow_symlinks=False):
     """Write *text* to *path* atomically: temp file in the same directory, fsync, rename, fsync dir.
 
     Readers see either the old or the new content, never a mix.  *mode* defaults to the mode of
     the file being replaced, or 0644 for a new file.  The temporary file is created 0600 and gets
     its owner (*uid*/*gid*, ``None`` keeps the current one) and *mode* before the rename, so the
-    path never shows a file with other permissions than the ones asked for.
+    path never shows a file with other permissions than the ones asked for.  *prepare(tmp_path)*,
+    when given, runs on the temporary file before the rename (e.g. to set more attributes); if it
+    fails, nothing was replaced.  A symbolic link at *path* is replaced by the file, unless
+    *follow_symlinks*: then its target is replaced and the link stays (placement maps).
     """
-    directory = os.path.dirname(os.path.abspath(path))
+    path = os.path.realpath(path) if follow_symlinks else os.path.abspath(path)
+    directory = os.path.dirname(path)
     if mode is None:
         try:
             mode = os.stat(path).st_mode & 0o7777
@@ -585,6 +732,8 @@ def atomic_write(path, text, mode=None, uid=None, gid=None):
             if uid is not None or gid is not None:
                 os.fchown(handle.fileno(), -1 if uid is None else uid, -1 if gid is None else gid)
             os.fchmod(handle.fileno(), mode)
+        if prepare is not None:
+            prepare(tmp)
         os.rename(tmp, path)
     except BaseException:
         try:
@@ -607,3 +756,235 @@ def fsync_dir(directory):
         pass
     finally:
         os.close(dir_fd)
+
+
+# --------------------------------------------------------------------------- publishing
+
+
+def fence_text(reason, now=None):
+    """Content of a fence marker: when and why the installation was fenced."""
+    return "fenced at %s: %s\n" % (now or utc_now(), " ".join(str(reason).split())[:500] or "(no reason given)")
+
+
+class DirectoryLock(object):
+    """An exclusive lock on a directory (``flock`` on the directory itself, so nothing is created).
+
+    Writers of a map take it around read-compare-write; readers need no lock (writes are renames).
+    Waits at most *timeout* seconds, then raises PlacementError.
+    """
+
+    def __init__(self, directory, timeout=30.0):
+        self.directory = directory
+        self.timeout = timeout
+        self._fd = None
+
+    def __enter__(self):
+        if fcntl is None:  # pragma: no cover
+            raise PlacementError("locking %s needs fcntl (a POSIX system)" % self.directory)
+        try:
+            self._fd = os.open(self.directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except OSError as exc:
+            raise PlacementError("cannot open directory %s: %s" % (self.directory, exc.strerror))
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() >= deadline:
+                    os.close(self._fd)
+                    self._fd = None
+                    raise PlacementError("cannot lock directory %s within %s s: %s" % (
+                        self.directory, self.timeout, "another writer holds it" if exc.errno in (errno.EAGAIN, errno.EACCES)
+                        else exc.strerror))
+                time.sleep(0.02)
+
+    def __exit__(self, *exc):
+        os.close(self._fd)  # closing the descriptor releases the lock
+        self._fd = None
+
+
+def read_fence(path):
+    """The fence marker's text, or None when there is none."""
+    try:
+        with open(path, "r") as handle:
+            return handle.read(2000).strip() or "(no reason given)"
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return "fence marker %s exists but cannot be read (%s)" % (path, exc.strerror)
+
+
+def publish_file(path, new=None, installations=None, expect_generation=False, lift_fence=False, fence_reason=None,
+                 mode=None, uid=None, gid=None, prepare=None, check_mode=False, lock_timeout=30.0):
+    """Publish map *new* to the file *path* in one step: compare-and-swap under a directory lock.
+
+    Under the lock: read what the file holds, refuse to go back in generation (check_publish),
+    optionally require the file to be at *expect_generation* (``None`` = no file; used for the
+    controller's own map, so a change made since it was read is never overwritten), write
+    atomically if needed, then remove the fence marker next to it (*lift_fence*) or write one
+    (*fence_reason*).  The directory must exist.  With *new* None nothing is written but the fence.
+    *mode* None keeps the mode of the file replaced (0644 for a new one).
+
+    A file that is not a valid map (the guard fails closed on it) counts as no map and is replaced.
+
+    Returns a dict: ``before`` and ``after`` (PlacementMap or None), ``written``, ``fenced_before``
+    and ``fenced`` (the fence text or None), ``fence_changed`` and ``invalid`` (why the file held
+    no valid map, or None).
+    """
+    path = os.path.realpath(path)
+    directory = os.path.dirname(path)
+    fence_path = os.path.join(directory, FENCE_FILE_NAME)
+    if not os.path.isdir(directory):
+        raise PlacementError("directory %s of the placement map does not exist" % directory)
+    with DirectoryLock(directory, lock_timeout):
+        text = read_text(path)
+        before, invalid = None, None
+        if text is not None:
+            try:
+                before = parse_map(text, source="placement map %s" % path)
+            except PlacementError as exc:  # the guard fails closed on it: it runs nothing, so replace it
+                invalid = str(exc)
+        if expect_generation is not False:
+            held = before.generation if before is not None else None
+            if held != expect_generation:
+                raise PlacementError(
+                    "placement map %s is at generation %s, expected %s: it changed since it was read; nothing was "
+                    "written, run again" % (path, "none" if held is None else held,
+                                            "none" if expect_generation is None else expect_generation))
+        written = False
+        after = before
+        if new is not None:
+            validate_map(new, installations)
+            new_text = dump_map(new)
+            if check_publish(before, new):
+                written = True
+                after = new
+                if not check_mode:
+                    atomic_write(path, new_text, mode=mode, uid=uid, gid=gid, prepare=prepare, follow_symlinks=True)
+        fenced_before = read_fence(fence_path)
+        fenced = fenced_before
+        if fence_reason is not None:
+            fenced = fenced_before or fence_text(fence_reason).strip()
+            if fenced_before is None and not check_mode:
+                atomic_write(fence_path, fence_text(fence_reason), mode=0o644, uid=uid, gid=gid)
+        elif lift_fence and fenced_before is not None:
+            fenced = None
+            if not check_mode:
+                os.unlink(fence_path)
+                fsync_dir(directory)
+    return dict(before=before, after=after, written=written, fenced_before=fenced_before, fenced=fenced,
+                fence_changed=fenced != fenced_before, invalid=invalid)
+
+
+# --------------------------------------------------------------------------- publishing order
+
+
+def _owner_of(pmap, key):
+    return pmap.default if key == DEFAULT_KEY else pmap.owner(key)
+
+
+def plan_publish(new, held, installations, force=False, known=()):
+    """Which installations may receive map *new*, and in what order, so no DAG gets two owners.
+
+    *held* maps each reachable installation to ``(map it holds or None, fenced)``; installations
+    of *installations* missing from it are unreachable.  *known* are other maps that were in force
+    (e.g. the controller's map before a failover): evidence of what an unreachable installation
+    may still run.
+
+    * ``revoke``: reachable installations that lose DAGs; they get *new* first, and nothing is
+      granted before all of them hold it (a failed revoke stops the publish).
+    * ``publish``: the other reachable installations that need *new* (or a fence lifted).
+    * ``blocked``: installations that must not get *new* now, with the DAGs and who may still run
+      them: an unreachable installation that a known map makes their owner (unless *force*: then
+      they are in ``forced``), or a blocked installation that keeps running them.
+    * ``current``: reachable installations that already hold *new*, unfenced.
+    * ``refused``: installations that hold a newer map, or another map of the same generation
+      (check_publish): the map to publish is behind, and nothing may be published at all.
+
+    Keys are DAG ids plus DEFAULT_KEY for the DAGs no map lists.  A fenced installation runs
+    nothing, so it loses nothing.
+    """
+    names = sorted(check_installations(installations))
+    unreachable = sorted(name for name in names if name not in held)
+    refused = {}
+    for name, (pmap, _fenced) in sorted(held.items()):
+        try:
+            check_publish(pmap, new)
+        except PlacementError as exc:
+            refused[name] = "%s: %s" % (name, exc)
+    running = dict((name, None if fenced else pmap) for name, (pmap, fenced) in held.items())
+    evidence = [pmap for pmap, _fenced in held.values() if pmap is not None] + [pmap for pmap in known if pmap is not None]
+    keys = sorted(set().union(new.dags, *[pmap.dags for pmap in evidence])) + [DEFAULT_KEY]
+
+    def runs(name, key):
+        return running.get(name) is not None and _owner_of(running[name], key) == name
+
+    gains = dict((name, [k for k in keys if _owner_of(new, k) == name and not runs(name, k)]) for name in sorted(held))
+    loses = dict((name, [k for k in keys if runs(name, k) and _owner_of(new, k) != name]) for name in sorted(held))
+    blocked, forced = {}, {}
+    for name in sorted(held):
+        contested = {}
+        for key in gains[name]:
+            others = [other for other in unreachable
+                      if other != name and any(_owner_of(pmap, key) == other for pmap in evidence)]
+            if others:
+                contested[key] = others
+        if contested and not force:
+            blocked[name] = contested
+        elif contested:
+            forced[name] = contested
+    # An installation that is not published to keeps running what it would have lost: whoever
+    # gains one of those DAGs must wait too (until nothing changes; bounded by the installations).
+    for _round in range(len(held) + 1):
+        grew = False
+        for name in sorted(held):
+            if name in blocked:
+                continue
+            contested = {}
+            for key in gains[name]:
+                others = [other for other in blocked if other != name and key in loses[other]]
+                if others:
+                    contested[key] = others
+            if contested:
+                blocked[name] = contested
+                grew = True
+        if not grew:
+            break
+    revoke, publish, current = [], [], []
+    for name in sorted(held):
+        if name in blocked:
+            continue
+        pmap, fenced = held[name]
+        if loses[name]:
+            revoke.append(name)
+        elif pmap is None or fenced or pmap.to_data() != new.to_data():
+            publish.append(name)
+        else:
+            current.append(name)
+    return dict(revoke=revoke, publish=publish, current=current, unreachable=unreachable, refused=refused,
+                blocked=dict((name, dict((k, sorted(v)) for k, v in contested.items())) for name, contested in blocked.items()),
+                forced=dict((name, dict((k, sorted(v)) for k, v in contested.items())) for name, contested in forced.items()),
+                gains=dict((name, keys_) for name, keys_ in gains.items() if keys_ and name not in blocked),
+                loses=dict((name, keys_) for name, keys_ in loses.items() if keys_ and name not in blocked))
+
+
+def describe_plan(plan):
+    """One line per decision of plan_publish, for people."""
+    def keys(entries):
+        return ", ".join("%s (%s may still run it)" % ("the DAGs no map lists" if key == DEFAULT_KEY else key,
+                                                        " and ".join(who)) for key, who in sorted(entries.items()))
+    lines = ["REFUSED: %s" % message for _name, message in sorted(plan["refused"].items())]
+    if plan["revoke"]:
+        lines.append("revoke first: %s" % ", ".join(plan["revoke"]))
+    if plan["publish"]:
+        lines.append("then publish to: %s" % ", ".join(plan["publish"]))
+    if plan["current"]:
+        lines.append("already current: %s" % ", ".join(plan["current"]))
+    if plan["unreachable"]:
+        lines.append("unreachable (not published): %s" % ", ".join(plan["unreachable"]))
+    for name, entries in sorted(plan["forced"].items()):
+        lines.append("forced for %s: %s; unreachable servers come back fenced" % (name, keys(entries)))
+    for name, entries in sorted(plan["blocked"].items()):
+        lines.append("NOT published to %s: it would gain %s" % (name, keys(entries)))
+    return lines

@@ -42,6 +42,7 @@ import json
 import logging
 import os
 import ssl
+import stat
 import sys
 import tempfile
 import threading
@@ -67,7 +68,7 @@ ENV_FENCE_FILE = "FAILBACK_FENCE_FILE"
 DEFAULT_TTL = 30.0
 DEFAULT_MAX_STALE = 0.0
 DEFAULT_TIMEOUT = 5.0
-MAX_MAP_BYTES = 16 * 1024 * 1024
+MAX_MAP_BYTES = placement.MAX_MAP_BYTES
 
 RUN = placement.RUN
 SKIP = placement.SKIP
@@ -150,8 +151,11 @@ class FileSource(object):
             return self._map
         with self._lock:
             try:
-                with open(self.path, "rb") as handle:
+                # O_NONBLOCK: a FIFO put where the map belongs must not hang the task.
+                with os.fdopen(os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as handle:
                     st = os.fstat(handle.fileno())
+                    if not stat.S_ISREG(st.st_mode):
+                        raise GuardError("placement map %s is not a regular file" % self.path)
                     data = handle.read(MAX_MAP_BYTES + 1)
             except OSError as exc:
                 raise GuardError("placement map %s cannot be read: %s" % (self.path, exc.strerror)) from None
@@ -444,8 +448,7 @@ def fence(map_spec, reason):
         if not map_spec or _is_url(map_spec):
             raise GuardError("fencing needs a file map or %s" % ENV_FENCE_FILE)
         path = FileSource(os.path.abspath(map_spec)).fence_path()
-    text = "fenced at %s: %s\n" % (placement.utc_now(), reason)
-    placement.atomic_write(path, text, mode=0o644)
+    placement.atomic_write(path, placement.fence_text(reason), mode=0o644)
     return path
 
 

@@ -163,7 +163,7 @@ def test_move_to_the_current_owner_moves_nothing():
         (dict(to="server-2", from_="server-9"), "failover source 'server-9' is not a known installation"),
         (dict(to="server-1", from_="server-1"), "source and target are both 'server-1'"),
         (dict(to="server-2"), "say what to move"),
-        (dict(to="server-2", from_="server-1", dags=["c"]), "DAG 'c' is owned by 'server-2', not by the failover source 'server-1'"),
+        (dict(to="k8s-prod", from_="server-1", dags=["c"]), "DAG 'c' is owned by 'server-2', not by the failover source 'server-1'"),
         (dict(to="server-2", dags=["bad id"]), "listed DAG 'bad id' is not a valid Airflow DAG id"),
         (dict(to="server-2", dags=" , "), "listed DAG is empty"),
         (dict(to="", from_="server-1"), "failover target is empty"),
