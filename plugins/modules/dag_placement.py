@@ -302,11 +302,11 @@ def run_module():
         new, write = _compute(module.params, current)
         for dag_id in module.params["query"] or []:
             placement.check_dag_id(dag_id, where="queried DAG")
+        after_text = placement.dump_map(new)  # validates what would be written (size, text) first
     except placement.PlacementError as exc:
         module.fail_json(msg="%s; nothing was changed" % exc, **result)
 
     before_text = before_text or ""
-    after_text = placement.dump_map(new)
     result.update(
         generation=new.generation,
         before=current.to_data() if current is not None else None,
@@ -320,20 +320,24 @@ def run_module():
     if module.params["query"]:
         result["owners"] = dict((dag, new.owner(dag)) for dag in module.params["query"])
 
+    file_args = module.load_file_common_arguments(module.params)
     if write:
         result["changed"] = True
         if not module.check_mode:
-            directory = os.path.dirname(os.path.abspath(path))
-            if not os.path.isdir(directory):
-                module.fail_json(msg="directory %s of the placement map does not exist; nothing was changed" % directory,
-                                 **result)
+            # One compare-and-swap step under a lock on the directory; the file attributes go onto
+            # the temporary file before the rename, so a bad mode or owner leaves the map untouched.
             try:
-                placement.atomic_write(path, after_text)
+                placement.publish_file(
+                    path, new, module.params["installations"],
+                    expect_generation=False if module.params["content"] is not None
+                    else (current.generation if current is not None else None),
+                    prepare=lambda tmp: module.set_fs_attributes_if_different(dict(file_args, path=tmp), False))
+            except placement.PlacementError as exc:
+                module.fail_json(msg="%s; nothing was changed" % exc, **result)
             except (IOError, OSError) as exc:
                 module.fail_json(msg="cannot write placement map %s: %s" % (path, exc), **result)
-    file_args = module.load_file_common_arguments(module.params)
-    if os.path.exists(path):
-        result["changed"] = module.set_fs_attributes_if_different(file_args, result["changed"])
+    elif os.path.exists(path):
+        result["changed"] = module.set_fs_attributes_if_different(dict(file_args, path=os.path.realpath(path)), False)
     if module._diff:
         result["diff"] = dict(
             before=before_text,
