@@ -70,6 +70,31 @@ def placement_publish_needed(new, current=None, installations=None):
     return placement.check_publish(current_map, new_map)
 
 
+@_wrap
+def placement_publish_plan(new, hostvars, installations, force=False, known=None, held_var="airflow_placement_held"):
+    """Revoke-first publishing order of map *new* over the fleet (placement.plan_publish).
+
+    What each installation holds comes from ``hostvars[name][held_var]`` (set by the
+    airflow_placement role's ``read`` entry point): ``{"reachable": true, "map": ..., "fenced": ...}``;
+    an installation without it, or not reachable, counts as unreachable.  *known* is a list of
+    other maps in force before (evidence of what an unreachable installation may run).
+    """
+    new_map = _as_map(new, installations, "placement map to publish")
+    held = {}
+    for name in installations:
+        facts = hostvars.get(name) if hasattr(hostvars, "get") else None
+        entry = facts.get(held_var) if facts is not None and hasattr(facts, "get") else None
+        if not entry or not entry.get("reachable"):
+            continue
+        held_map = entry.get("map")
+        held[name] = (_as_map(held_map, source="map held by %s" % name) if held_map else None, bool(entry.get("fenced")))
+    plan = placement.plan_publish(new_map, held, installations, force=bool(force),
+                                  known=[_as_map(m, source="known map") for m in (known or []) if m])
+    plan["summary"] = placement.describe_plan(plan)
+    plan["generation"] = new_map.generation
+    return plan
+
+
 class FilterModule(object):
     def filters(self):
         return {
@@ -78,4 +103,5 @@ class FilterModule(object):
             "placement_owner": placement_owner,
             "placement_generation": placement_generation,
             "placement_publish_needed": placement_publish_needed,
+            "placement_publish_plan": placement_publish_plan,
         }

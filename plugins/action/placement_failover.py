@@ -1,0 +1,128 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) failback.airflow contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin of failback.airflow.placement_failover (documented in plugins/modules/placement_failover.py).
+
+Runs on the controller: it reads and writes the controller's map and the failover journal next to
+it.  The rules are in module_utils/placement.py and module_utils/failover.py.
+"""
+
+from __future__ import annotations
+
+import getpass
+import socket
+
+from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.failback.airflow.plugins.module_utils import failover, placement
+
+ARGUMENT_SPEC = dict(
+    path=dict(type="path", required=True),
+    installations=dict(type="list", elements="str", required=True),
+    step=dict(type="str", choices=["plan", "commit", "finish"], default="plan"),
+    to=dict(type="raw", required=True),
+    source=dict(type="raw", aliases=["from"]),
+    dags=dict(type="raw"),
+    publish_plan=dict(type="dict", default={}),
+    planned=dict(type="dict"),
+    updated_by=dict(type="str"),
+)
+
+
+def _map_data(pmap):
+    return pmap.to_data() if pmap is not None else None
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _requires_connection = False
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        path = args["path"]
+        journal_file = failover.journal_path(path)
+        actor = args["updated_by"] or "%s@%s" % (getpass.getuser(), socket.gethostname())
+        now = placement.utc_now()
+        check = self._task.check_mode
+        result.update(changed=False, path=path, journal=journal_file)
+        try:
+            if args["source"] in ("", None):
+                args["source"] = None
+            if args["dags"] in ("", None):
+                args["dags"] = None
+            if args["to"] in ("", None) or (args["source"] is None and args["dags"] is None):
+                raise placement.PlacementError(
+                    "Say where to and what: -e failover_to=NAME plus -e failover_from=NAME (all its DAGs) and/or "
+                    "-e failover_dags=dag_a,dag_b. Installations: %s" % ", ".join(args["installations"]))
+            req = failover.request(args["to"], args["source"], args["dags"])
+            current = placement.read_map_file(path, args["installations"])
+            if current is None:
+                raise placement.PlacementError("the controller's map %s does not exist" % path)
+            journal = failover.read_journal(journal_file)
+            planned = failover.plan(current, journal, req, args["installations"], actor, now=now)
+            if args["planned"] and planned["commit"]:
+                # Write exactly the map the plan step showed and published (its time stamp too).
+                shown = placement.from_data(dict(args["planned"]), args["installations"], source="planned map")
+                if not (shown.same_placement(planned["after"]) and shown.generation == planned["after"].generation):
+                    raise placement.PlacementError(
+                        "the controller's map %s changed since the failover was planned (generation %d)"
+                        % (path, current.generation))
+                planned["after"] = shown
+            result.update(
+                before=_map_data(planned["before"]), after=_map_data(planned["after"]), current=_map_data(current),
+                generation=planned["after"].generation, commit=planned["commit"], moved=planned["moved"],
+                resumed=planned["resumed"] is not None, stale_journal=planned["stale_journal"],
+                old_owners=sorted(set(m["from"] for m in planned["moved"].values() if m["from"]) - {req["to"]}),
+            )
+            if args["step"] == "commit":
+                result["changed"] = planned["commit"]
+                if planned["commit"] and self._task.diff:
+                    result["diff"] = dict(before=placement.dump_map(current), after=placement.dump_map(planned["after"]),
+                                          before_header="%s (generation %d)" % (path, current.generation),
+                                          after_header="%s (generation %d)" % (path, planned["after"].generation))
+                if not check and planned["commit"]:
+                    # The journal first: a run killed between the two leaves a journal of a change that did
+                    # not happen (ignored: its generation is not the map's), never a change without journal.
+                    failover.write_journal(journal_file, failover.journal_for(planned, req, actor, now))
+                    placement.publish_file(path, planned["after"], args["installations"],
+                                           expect_generation=current.generation)
+            elif args["step"] == "finish":
+                held, fenced = self._held_generations(task_vars, args["installations"], args["publish_plan"])
+                summary, behind = failover.summarize(planned["moved"], planned["after"].generation, req["to"],
+                                                     args["publish_plan"], held, fenced, check_mode=check)
+                result.update(msg=summary, held=held)
+                if behind or args["publish_plan"].get("blocked"):
+                    raise AnsibleActionFail(summary, result=result)
+                journal = failover.read_journal(journal_file)
+                if journal is not None and journal["state"] == failover.COMMITTED:
+                    result["changed"] = True
+                    if not check:
+                        failover.write_journal(journal_file, failover.finish(journal, summary, now))
+        except placement.PlacementError as exc:
+            raise AnsibleActionFail("%s; nothing was changed" % exc if args["step"] != "finish" else str(exc),
+                                    result=result)
+        return result
+
+    @staticmethod
+    def _held_generations(task_vars, installations, publish_plan):
+        """Generation each installation the run reached holds: published now, or already current."""
+        hostvars = task_vars.get("hostvars", {})
+        unreachable = set(publish_plan.get("unreachable", [])) | set(publish_plan.get("blocked", {}))
+        held, fenced = {}, []
+        for name in installations:
+            if name in unreachable:
+                continue
+            facts = hostvars.get(name, {})
+            published = facts.get("airflow_placement_published") or {}
+            current = (facts.get("airflow_placement_held") or {}).get("map")
+            if published.get("revoke_failed"):
+                fenced.append(name)
+            elif published.get("generation") not in (None, ""):
+                held[name] = int(published["generation"])
+            elif current:
+                held[name] = placement.from_data(dict(current)).generation
+            else:
+                held[name] = None
+        return held, fenced

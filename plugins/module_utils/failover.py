@@ -1,0 +1,130 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) failback.airflow contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The controller's side of a failover: plan the move, commit it with its journal, finish it.
+
+A failover changes the controller's map in one step (compare-and-swap on its generation), then
+publishes it revoke first.  Between the two, the run may die.  The *journal*
+(``<map stem>.failover.json`` next to the map) records what the failover moved (the map before
+and after) and whether it finished, so that the next ``failover.yml`` run resumes it: the moved
+DAGs are paused where they left and unpaused where they went even when the map itself no longer
+changes.  It is also the record of the last failover.
+
+Pure functions over placement maps and plain data; no Ansible import.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from ansible_collections.failback.airflow.plugins.module_utils import placement
+
+COMMITTED = "committed"
+DONE = "done"
+
+
+def journal_path(map_path):
+    """``<dir>/<stem>.failover.json`` next to the real controller map."""
+    real = os.path.realpath(map_path)
+    stem = os.path.basename(real)
+    stem = stem.rsplit(".", 1)[0] if "." in stem else stem
+    return os.path.join(os.path.dirname(real), stem + ".failover.json")
+
+
+def read_journal(path):
+    """The journal as a dict, or None when there is none; a damaged journal is an error."""
+    try:
+        with open(path, "r") as handle:
+            data = json.load(handle)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise placement.PlacementError("failover journal %s cannot be read (%s): move it away to start afresh" % (path, exc))
+    if not isinstance(data, dict) or data.get("state") not in (COMMITTED, DONE):
+        raise placement.PlacementError("failover journal %s is not a journal this collection wrote" % path)
+    return data
+
+
+def write_journal(path, journal):
+    placement.atomic_write(path, json.dumps(journal, indent=2, sort_keys=True) + "\n", mode=0o644)
+
+
+def request(to, from_=None, dags=None):
+    """The failover request as plain data (validated later by placement.move)."""
+    return {"to": to, "from": from_, "dags": placement.parse_dag_list(dags, "failover_dags")}
+
+
+def plan(current, journal, req, installations, updated_by, now=None):
+    """Plan a failover of *req* against the controller's *current* map.
+
+    Returns a dict:
+      ``before``      the map the moved DAGs left (the journal's, when resuming an unfinished failover);
+      ``after``       the map to publish (a new generation when something moves, else *current*);
+      ``commit``      whether the controller's map must be written;
+      ``moved``       ``{dag_or_@default: {"from": old, "to": new}}`` between ``before`` and ``after``;
+      ``resumed``     the unfinished journal being finished, or None;
+      ``stale_journal`` an unfinished journal that no longer matches the controller's map (it was changed
+                      some other way since): its moves are not resumed, and the summary says so.
+    """
+    target, _moved_now = placement.move(current, req["to"], req.get("from"), req.get("dags"), installations)
+    after = placement.stamp(current, target, updated_by, now=now)
+    resumed = stale = None
+    before = current
+    if journal is not None and journal.get("state") == COMMITTED:
+        if journal.get("generation") == current.generation and journal.get("after") == current.to_data():
+            resumed = journal
+            before = placement.from_data(journal["before"], source="failover journal (map before)")
+        else:
+            stale = journal
+    moved = dict((dag, {"from": old, "to": new}) for dag, (old, new) in placement.changes(before, after).items())
+    return {"before": before, "after": after, "commit": after is not current, "moved": moved,
+            "resumed": resumed, "stale_journal": stale}
+
+
+def journal_for(planned, req, updated_by, now):
+    """The journal written with the commit (or when resuming): state committed."""
+    previous = planned["resumed"] or {}
+    return {
+        "state": COMMITTED,
+        "generation": planned["after"].generation,
+        "before": planned["before"].to_data(),
+        "after": planned["after"].to_data(),
+        "requests": previous.get("requests", []) + [req],
+        "by": updated_by,
+        "started_at": previous.get("started_at", now),
+        "updated_at": now,
+    }
+
+
+def finish(journal, summary, now):
+    """The journal once every reachable installation holds the map and the hooks ran."""
+    done = dict(journal)
+    done.update(state=DONE, finished_at=now, summary=summary)
+    return done
+
+
+def summarize(moved, generation, to, publish_plan, held, fenced=(), check_mode=False):
+    """The failover's summary line and the installations that do not hold *generation*.
+
+    *held* maps installations the run reached to the generation they hold now; *fenced* are old
+    owners that could not take the map and were fenced instead (forced failover).
+    """
+    names = sorted(dag for dag in moved if dag != placement.DEFAULT_KEY)
+    parts = []
+    if moved:
+        what = ", ".join(names + (["the default owner"] if placement.DEFAULT_KEY in moved else []))
+        parts.append("moved %d: %s -> %s" % (len(names), what, to))
+    else:
+        parts.append("nothing to move: %s already owns them" % to)
+    parts.append("placement map generation %d" % generation)
+    behind = sorted(name for name, gen in held.items() if gen != generation)
+    if publish_plan.get("unreachable"):
+        parts.append("unreachable (stale map, fenced on restart): %s" % ", ".join(publish_plan["unreachable"]))
+    if fenced:
+        parts.append("fenced, could not take the map: %s" % ", ".join(sorted(fenced)))
+    if publish_plan.get("blocked"):
+        parts.append("not published (would be a second owner): %s" % ", ".join(sorted(publish_plan["blocked"])))
+    if behind and not check_mode:
+        parts.append("NOT at generation %d: %s" % (generation, ", ".join(behind)))
+    return ("[check mode, nothing written] " if check_mode else "") + "; ".join(parts), behind

@@ -1,0 +1,157 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) failback.airflow contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: placement_failover
+short_description: Plan, commit and finish a failover in the controller's placement map
+version_added: "0.2.0"
+description:
+  - The controller's side of C(failover.yml). O(step=plan) validates the request against the controller's map and
+    says what would move, without writing. O(step=commit) writes the new map in one compare-and-swap step (it fails
+    if the map changed since it was read) together with the failover journal. O(step=finish) marks the journal done.
+  - The journal (C(<map stem>.failover.json) next to the map) records the map before and after the failover, so a
+    run that stopped after the commit (killed, or a publish that failed) is resumed by the next run with the same or
+    any other request - the DAGs it moved are still paused where they left and unpaused where they went.
+  - Moving DAGs to the installation that already owns them changes nothing, so the same request can be run again.
+  - Bad input (unknown installations, a DAG list that is a mapping or a number, DAGs owned elsewhere) fails before
+    anything is written, with a message that names the value.
+author:
+  - Failback Airflow Maintainers (@failback)
+options:
+  path:
+    description: The controller's placement map.
+    type: path
+    required: true
+  installations:
+    description: The known installation names.
+    type: list
+    elements: str
+    required: true
+  step:
+    description: What to do.
+    type: str
+    choices: [plan, commit, finish]
+    default: plan
+  to:
+    description: The installation that becomes the owner.
+    type: raw
+    required: true
+  source:
+    description: Move every DAG this installation owns (and the default owner role, if it has it).
+    type: raw
+    aliases: [from]
+  dags:
+    description: DAG ids to move, a list or a comma-separated string; with O(source), each must be owned by it or already by O(to).
+    type: raw
+  planned:
+    description:
+      - O(step=commit) - the map RV(after) of the O(step=plan) call; it is what gets written (the same map the
+        installations receive), and the commit fails if the controller's map no longer leads to it.
+    type: dict
+  publish_plan:
+    description:
+      - O(step=finish) - the publishing plan (C(failback.airflow.placement_publish_plan)); with the
+        C(airflow_placement_published) facts of the installations it tells whether every reachable one holds the map.
+      - The step fails, after printing the summary, when one does not or when the plan blocked one.
+    type: dict
+    default: {}
+  updated_by:
+    description: Who makes the change, recorded in the map. Defaults to C(user@host) of the controller.
+    type: str
+attributes:
+  action:
+    support: full
+    details: Implemented as an action plugin; it reads and writes files on the controller only.
+  check_mode:
+    support: full
+    details: O(step=commit) returns the change and the diff and writes nothing.
+  diff_mode:
+    support: full
+    details: O(step=commit) shows the controller's map before and after.
+  idempotent:
+    support: full
+    details: A failover that already happened moves nothing and writes nothing.
+  platform:
+    support: full
+    platforms: posix
+seealso:
+  - module: failback.airflow.dag_placement
+  - module: failback.airflow.fleet_lock
+"""
+
+EXAMPLES = r"""
+- name: Plan moving every DAG of server-1 to server-2
+  failback.airflow.placement_failover:
+    path: "{{ inventory_dir }}/placement.yml"
+    installations: "{{ groups['airflow_installations'] }}"
+    from: server-1
+    to: server-2
+  register: plan
+
+- name: Commit it (the map and the journal)
+  failback.airflow.placement_failover:
+    path: "{{ inventory_dir }}/placement.yml"
+    installations: "{{ groups['airflow_installations'] }}"
+    step: commit
+    from: server-1
+    to: server-2
+"""
+
+RETURN = r"""
+before:
+  description: The map the moved DAGs left (the journal's when an unfinished failover is resumed).
+  returned: success
+  type: dict
+  sample: {"@failback": {"generation": 6}, "sales_daily": "server-1"}
+after:
+  description: The map to publish.
+  returned: success
+  type: dict
+  sample: {"@failback": {"generation": 7, "updated_by": "alice@ctl", "updated_at": "2026-12-01T10:00:00Z"}, "sales_daily": "server-2"}
+generation:
+  description: Generation of RV(after).
+  returned: success
+  type: int
+  sample: 7
+commit:
+  description: Whether the controller's map changes.
+  returned: success
+  type: bool
+  sample: true
+moved:
+  description: DAGs whose owner differs between RV(before) and RV(after); C(@default) is the default owner.
+  returned: success
+  type: dict
+  sample: {"sales_daily": {"from": "server-1", "to": "server-2"}}
+old_owners:
+  description: Installations that lose DAGs.
+  returned: success
+  type: list
+  elements: str
+  sample: [server-1]
+resumed:
+  description: Whether an unfinished failover recorded in the journal is being finished.
+  returned: success
+  type: bool
+  sample: false
+stale_journal:
+  description: An unfinished journal that no longer matches the controller's map (changed some other way since).
+  returned: success
+  type: dict
+  sample: null
+msg:
+  description: "O(step=finish) - the summary, e.g. C(moved 2: sales_daily, sales_hourly -> server-2; placement map generation 8)."
+  returned: with O(step=finish)
+  type: str
+  sample: "moved 1: sales_daily -> server-2; placement map generation 8"
+journal:
+  description: The journal file.
+  returned: always
+  type: str
+  sample: /srv/inventory/placement.failover.json
+"""
