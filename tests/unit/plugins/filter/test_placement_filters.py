@@ -13,7 +13,8 @@ NEW = '"@failback": {generation: 3}\ndag_a: server-2\n'
 
 def test_filters_are_registered():
     assert sorted(f.FilterModule().filters()) == [
-        "placement_dump", "placement_generation", "placement_owner", "placement_parse", "placement_publish_needed"]
+        "placement_dump", "placement_generation", "placement_owner", "placement_parse", "placement_publish_needed",
+        "placement_publish_plan"]
 
 
 def test_parse_dump_owner_generation():
