@@ -1,14 +1,18 @@
-"""A minimal Kubernetes API on 127.0.0.1 that stores Secrets, for testing the role's kubernetes target.
+"""A minimal Kubernetes API on 127.0.0.1, for testing the roles' kubernetes targets.
 
-No cluster can run on the build machines, so this serves exactly what kubernetes.core's k8s_info
-and k8s (server-side apply) use for v1 Secrets: discovery (/version, /api, /apis, /api/v1), GET of
-one Secret, and PATCH with ``application/apply-patch+yaml`` (including ``dryRun=All`` for check
-mode). It keeps every request so tests can check what was sent.
+No cluster can run on the build machines, so this serves what kubernetes.core's k8s_info and k8s
+use for v1 Secrets, ConfigMaps and Namespaces: discovery (/version, /api, /apis, /api/v1), GET of
+one object or a list, POST (409 when it exists), PUT with optimistic concurrency (409 when the
+body's resourceVersion is not the stored one, as the API server does), PATCH as server-side
+apply (``application/apply-patch+yaml``, including ``dryRun=All`` for check mode) or as a merge
+patch, and DELETE. It keeps every request so tests can check what was sent; ``before_get`` lets a
+test change an object right after a client read it (a concurrent writer).
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import threading
 import uuid
 from urllib.parse import parse_qs, urlsplit
@@ -17,89 +21,188 @@ import yaml
 
 from failback_testlib import LocalHTTPServer, QuietHandler
 
+_KINDS = {"secrets": "Secret", "configmaps": "ConfigMap"}
 _DISCOVERY = {
     "/version": {"major": "1", "minor": "30", "gitVersion": "v1.30.0", "platform": "linux/amd64"},
     "/api": {"kind": "APIVersions", "versions": ["v1"],
              "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]},
     "/apis": {"kind": "APIGroupList", "apiVersion": "v1", "groups": []},
     "/api/v1": {"kind": "APIResourceList", "groupVersion": "v1", "resources": [
-        {"name": "secrets", "singularName": "secret", "namespaced": True, "kind": "Secret",
+        {"name": plural, "singularName": kind.lower(), "namespaced": True, "kind": kind,
+         "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]} for plural, kind in _KINDS.items()] + [
+        {"name": "namespaces", "singularName": "namespace", "namespaced": False, "kind": "Namespace",
          "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]}]},
 }
 
 
+def _status(code, reason, message):
+    return code, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "code": code,
+                  "message": message}
+
+
+def _merge(base, patch):
+    for key, value in patch.items():
+        if value is None:
+            base.pop(key, None)
+        elif isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
 class FakeKube(LocalHTTPServer):
-    def __init__(self):
-        self.secrets = {}  # (namespace, name) -> object
+    def __init__(self, namespaces=()):
+        self.objects = {}  # (plural, namespace, name) -> object
+        self.namespaces = set(namespaces)
         self.requests = []
+        self.before_get = None  # callable(key) run after a GET of one object was answered
         self._lock = threading.Lock()
         self._version = 100
         api = self
 
         class Handler(QuietHandler):
-
-            def _secret_path(self, path):
-                parts = path.strip("/").split("/")
-                if len(parts) == 6 and parts[:3] == ["api", "v1", "namespaces"] and parts[4] == "secrets":
-                    return parts[3], parts[5]
-                return None
-
-            def do_GET(self):  # noqa: N802 (http.server API)
+            def _answer(self, method):
                 url = urlsplit(self.path)
-                api.record("GET", url, self.headers, None)
-                if url.path in _DISCOVERY:
+                body = self.read_body() if method in ("POST", "PUT", "PATCH") else b""
+                content_type = self.headers.get("Content-Type")
+                parsed = (yaml.safe_load(body) if content_type == "application/apply-patch+yaml"
+                          else json.loads(body)) if body else None
+                api.record(method, url, self.headers, parsed)
+                if method == "GET" and url.path in _DISCOVERY:
                     self.send_json(200, _DISCOVERY[url.path])
                     return
-                key = self._secret_path(url.path)
-                with api._lock:
-                    found = copy.deepcopy(api.secrets.get(key)) if key else None
-                if found is None:
-                    self.send_json(404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound",
-                                         "code": 404, "message": "not found"})
-                else:
-                    self.send_json(200, found)
-
-            def do_PATCH(self):  # noqa: N802 (http.server API)
-                url = urlsplit(self.path)
-                body = self.read_body()
-                applied = yaml.safe_load(body)
-                api.record("PATCH", url, self.headers, applied)
-                key = self._secret_path(url.path)
-                if key is None or self.headers.get("Content-Type") != "application/apply-patch+yaml":
-                    self.send_json(415, {"kind": "Status", "code": 415, "message": "only server-side apply of Secrets"})
-                    return
-                dry_run = parse_qs(url.query).get("dryRun") == ["All"]
-                code, result = api.apply(key, applied, dry_run)
+                code, result = api.handle(method, url, content_type, parsed)
                 self.send_json(code, result)
+                if method == "GET" and code == 200 and api.before_get is not None and result.get("kind") != "List":
+                    api.before_get(api.key_of(url.path))
+
+            def do_GET(self):  # noqa: N802 (http.server API)
+                self._answer("GET")
+
+            def do_POST(self):  # noqa: N802
+                self._answer("POST")
+
+            def do_PUT(self):  # noqa: N802
+                self._answer("PUT")
+
+            def do_PATCH(self):  # noqa: N802
+                self._answer("PATCH")
+
+            def do_DELETE(self):  # noqa: N802
+                self._answer("DELETE")
 
         super().__init__(Handler)
         self.url = self.base_url
+
+    @property
+    def secrets(self):
+        """Secrets by (namespace, name), as the credentials tests know them."""
+        return dict(((ns, name), obj) for (plural, ns, name), obj in self.objects.items() if plural == "secrets")
+
+    def configmap(self, namespace, name):
+        return self.objects.get(("configmaps", namespace, name))
+
+    @staticmethod
+    def key_of(path):
+        parts = path.strip("/").split("/")
+        if len(parts) == 6 and parts[:3] == ["api", "v1", "namespaces"] and parts[4] in _KINDS:
+            return parts[4], parts[3], parts[5]
+        return None
 
     def record(self, method, url, headers, body):
         with self._lock:
             self.requests.append({"method": method, "path": url.path, "query": parse_qs(url.query),
                                   "content_type": headers.get("Content-Type"), "body": body})
 
-    def apply(self, key, applied, dry_run):
-        """Server-side apply by a single field manager: the applied fields replace the managed ones."""
+    def bump(self, key):
+        """A concurrent writer: the object gets a new resourceVersion."""
         with self._lock:
-            existing = self.secrets.get(key)
-            result = copy.deepcopy(applied)
-            result.setdefault("type", "Opaque")
-            metadata = result.setdefault("metadata", {})
-            if existing:
-                for field in ("uid", "creationTimestamp", "resourceVersion"):
-                    metadata[field] = existing["metadata"][field]
-                if result != existing:
-                    self._version += 1
-                    metadata["resourceVersion"] = str(self._version)
-            else:
-                self._version += 1
-                metadata.update(uid=str(uuid.uuid4()), creationTimestamp="2026-11-21T00:00:00Z",
-                                resourceVersion=str(self._version))
-            if not dry_run:
-                self.secrets[key] = copy.deepcopy(result)
-            return (200 if existing else 201), result
+            self._version += 1
+            self.objects[key]["metadata"]["resourceVersion"] = str(self._version)
+
+    def _stamp(self, obj, existing=None):
+        metadata = obj.setdefault("metadata", {})
+        self._version += 1
+        metadata["resourceVersion"] = str(self._version)
+        metadata["uid"] = existing["metadata"]["uid"] if existing else str(uuid.uuid4())
+        metadata["creationTimestamp"] = existing["metadata"]["creationTimestamp"] if existing else "2026-11-21T00:00:00Z"
+        return obj
+
+    def handle(self, method, url, content_type, body):
+        parts = url.path.strip("/").split("/")
+        dry_run = parse_qs(url.query).get("dryRun") == ["All"]
+        with self._lock:
+            if parts[:3] == ["api", "v1", "namespaces"] and len(parts) == 4 and method == "GET":
+                if parts[3] in self.namespaces:
+                    return 200, {"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": parts[3]}}
+                return _status(404, "NotFound", 'namespaces "%s" not found' % parts[3])
+            if len(parts) == 5 and parts[:3] == ["api", "v1", "namespaces"] and parts[4] in _KINDS:
+                plural, namespace = parts[4], parts[3]
+                if method == "GET":
+                    items = [copy.deepcopy(o) for (p, ns, _n), o in sorted(self.objects.items()) if (p, ns) == (plural, namespace)]
+                    return 200, {"kind": _KINDS[plural] + "List", "apiVersion": "v1", "items": items,
+                                 "metadata": {"resourceVersion": str(self._version)}}
+                if method == "POST":
+                    key = (plural, namespace, body["metadata"]["name"])
+                    if namespace not in self.namespaces:
+                        return _status(404, "NotFound", 'namespaces "%s" not found' % namespace)
+                    if key in self.objects:
+                        return _status(409, "AlreadyExists", '%s "%s" already exists' % (plural, key[2]))
+                    created = self._stamp(copy.deepcopy(body))
+                    if not dry_run:
+                        self.objects[key] = created
+                    return 201, copy.deepcopy(created)
+            key = self.key_of(url.path)
+            if key is None:
+                return _status(404, "NotFound", "no such path %s" % url.path)
+            existing = self.objects.get(key)
+            if method == "GET":
+                return (200, copy.deepcopy(existing)) if existing else _status(404, "NotFound", '%s "%s" not found' % (key[0], key[2]))
+            if method == "DELETE":
+                if not existing:
+                    return _status(404, "NotFound", '%s "%s" not found' % (key[0], key[2]))
+                if not dry_run:
+                    del self.objects[key]
+                return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success"}
+            if method == "PUT":
+                if not existing:
+                    return _status(404, "NotFound", '%s "%s" not found' % (key[0], key[2]))
+                wanted = (body.get("metadata") or {}).get("resourceVersion")
+                if wanted and wanted != existing["metadata"]["resourceVersion"]:
+                    return _status(409, "Conflict", 'Operation cannot be fulfilled on %s "%s": the object has been '
+                                   "modified; please apply your changes to the latest version and try again" % (key[0], key[2]))
+                replaced = self._stamp(copy.deepcopy(body), existing)
+                if not dry_run:
+                    self.objects[key] = replaced
+                return 200, copy.deepcopy(replaced)
+            if method == "PATCH" and content_type == "application/apply-patch+yaml":
+                result = copy.deepcopy(body)
+                if key[0] == "secrets":
+                    result.setdefault("type", "Opaque")
+                if key[1] not in self.namespaces and key[0] != "secrets":
+                    return _status(404, "NotFound", 'namespaces "%s" not found' % key[1])
+                if existing:
+                    result["metadata"].update(dict((f, existing["metadata"][f]) for f in
+                                                   ("uid", "creationTimestamp", "resourceVersion")))
+                    if result != existing:
+                        self._version += 1
+                        result["metadata"]["resourceVersion"] = str(self._version)
+                else:
+                    self._stamp(result)
+                if not dry_run:
+                    self.objects[key] = copy.deepcopy(result)
+                return (200 if existing else 201), result
+            if method == "PATCH":
+                if not existing:
+                    return _status(404, "NotFound", '%s "%s" not found' % (key[0], key[2]))
+                patched = _merge(copy.deepcopy(existing), body or {})
+                if patched != existing:
+                    self._stamp(patched, existing)
+                if not dry_run:
+                    self.objects[key] = patched
+                return 200, copy.deepcopy(patched)
+            return _status(405, "MethodNotAllowed", method)
 
     def kubeconfig(self):
         return yaml.safe_dump({

@@ -1,0 +1,399 @@
+"""No split brain: the adversarial drills against site.yml, publish.yml and failover.yml.
+
+Three directory installations on this machine (local connection, as in test_failover.py). A
+watcher thread re-reads every installation's map and fence every few milliseconds for the whole
+test and records any moment at which a DAG would run on two installations, and any installation
+whose generation went back. Every drill asserts both never happened.
+
+Drills (each a regression test of a double-owner path found by an adversarial run):
+1. a revoke that fails (immutable placement directory), then site.yml: nothing is granted;
+2. site.yml and failover.yml started together, and two failovers at once: one waits its turn
+   (refused, naming the holder of the fleet lock), no installation goes back in generation;
+3. kill -9 of failover.yml at each step (journal, controller map, revoke, grant), then re-run;
+4. bad input that used to take installations down (size, control characters, aliases,
+   non-regular files, bad DAG lists, bad file modes) is refused before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import yaml
+
+from ansible_collections.failback.airflow.plugins.module_utils import placement
+from failback_ansible import BIN, REPO, run_playbook
+
+NAMES = ("server-1", "server-2", "server-3")
+DAGS = ("dag_a", "dag_b", "dag_c")
+START_MAP = "dag_a: server-1\ndag_b: server-1\ndag_c: server-2\n"
+
+
+class Fleet(object):
+    def __init__(self, root):
+        self.root = root
+        self._cache = {}
+        self.map_src = os.path.join(root, "placement.yml")
+        with open(self.map_src, "w") as handle:
+            handle.write(START_MAP)
+        self.inventory = self.write_inventory("hosts.yml")
+
+    def dir(self, name):
+        return os.path.join(self.root, name, "placement")
+
+    def write_inventory(self, filename, overrides=None, map_src=None):
+        hosts = {}
+        for name in NAMES:
+            hosts[name] = {"airflow_placement_dir": self.dir(name),
+                           "airflow_placement_guard_dir": os.path.join(self.root, name, "config")}
+            hosts[name].update((overrides or {}).get(name, {}))
+        inventory = {"all": {"children": {"airflow_installations": {
+            "hosts": hosts,
+            "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+                     "airflow_placement_map_src": map_src or self.map_src},
+        }}}}
+        path = os.path.join(self.root, filename)
+        with open(path, "w") as handle:
+            yaml.safe_dump(inventory, handle)
+        return path
+
+    def held(self, name):
+        """(map, fenced) of an installation, read as its guard would (parsed again only when it changed)."""
+        path = os.path.join(self.dir(name), "placement.yml")
+        try:
+            st = os.stat(path)
+            signature = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        except OSError:
+            signature = None
+        cached = self._cache.get(path)
+        if cached is None or cached[0] != signature:
+            try:
+                pmap = placement.read_map_file(path)
+            except placement.PlacementError:
+                pmap = None
+            self._cache[path] = cached = (signature, pmap)
+        return cached[1], os.path.exists(os.path.join(self.dir(name), "fence"))
+
+    def generation(self, name=None):
+        if name is None:
+            return placement.read_map_file(self.map_src).generation
+        pmap, _fenced = self.held(name)
+        return pmap.generation if pmap else None
+
+    def runners(self, dag_id):
+        found = []
+        for name in NAMES:
+            pmap, fenced = self.held(name)
+            if pmap is not None and not fenced and pmap.owner(dag_id) == name:
+                found.append(name)
+        return found
+
+    def owners(self):
+        return dict((dag, self.runners(dag)) for dag in DAGS)
+
+    def snapshot(self):
+        found = {}
+        for base, _dirs, files in os.walk(self.root):
+            for name in files:
+                if (name.endswith(".yml") or name == "fence") and os.path.isfile(os.path.join(base, name)) \
+                        and not stat.S_ISFIFO(os.stat(os.path.join(base, name)).st_mode):
+                    with open(os.path.join(base, name), "rb") as handle:
+                        found[os.path.join(base, name)] = handle.read()
+        return found
+
+
+class Watcher(threading.Thread):
+    """Re-reads every map every few ms: records double owners and generations that went back."""
+
+    def __init__(self, fleet, interval=0.005):
+        super().__init__(daemon=True)
+        self.fleet, self.interval = fleet, interval
+        self.stop_event = threading.Event()
+        self.double, self.backwards, self.samples = [], [], 0
+        self.last = {}
+
+    def run(self):
+        deadline = time.monotonic() + 900  # bounded: a test never runs this long
+        while not self.stop_event.is_set() and time.monotonic() < deadline:
+            for dag in DAGS:
+                runners = self.fleet.runners(dag)
+                if len(runners) > 1:
+                    self.double.append((dag, runners))
+            for name in NAMES:
+                generation = self.fleet.generation(name)
+                if generation is not None:
+                    if generation < self.last.get(name, -1):
+                        self.backwards.append((name, self.last[name], generation))
+                    self.last[name] = generation
+            self.samples += 1
+            time.sleep(self.interval)
+
+    def finish(self):
+        self.stop_event.set()
+        self.join(10)
+        assert self.samples > 10, "the watcher did not run"
+        assert not self.double, "a DAG had two owners: %s" % self.double[:5]
+        assert not self.backwards, "an installation went back in generation: %s" % self.backwards[:5]
+
+
+@pytest.fixture
+def fleet(tmp_path):
+    fleet = Fleet(str(tmp_path))
+    first = run_playbook("publish.yml", fleet.inventory)
+    assert first.rc == 0, first
+    watcher = Watcher(fleet)
+    watcher.start()
+    fleet.watcher = watcher
+    yield fleet
+    watcher.finish()
+
+
+def start_playbook(playbook, inventory, extra_vars):
+    args = [os.path.join(BIN, "ansible-playbook"), "-i", inventory, os.path.join(REPO, "playbooks", playbook)]
+    for key, value in extra_vars.items():
+        args += ["-e", json.dumps({key: value})]
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               PATH=BIN + os.pathsep + os.environ.get("PATH", ""))
+    return subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+
+# ----------------------------------------------------------------------------- 1. failed revoke
+
+
+@pytest.fixture
+def immutable():
+    made = []
+
+    def chattr(path):
+        subprocess.run(["chattr", "+i", path], check=True, timeout=30)
+        made.append(path)
+
+    yield chattr
+    for path in made:
+        subprocess.run(["chattr", "-i", path], check=False, timeout=30)
+
+
+def test_a_failed_revoke_grants_nothing_even_when_site_yml_runs_next(fleet, immutable):
+    immutable(fleet.dir("server-1"))
+    failed = run_playbook("failover.yml", fleet.inventory, {"failover_from": "server-1", "failover_to": "server-2"})
+    assert failed.rc != 0
+    assert "server-1 could not take placement map generation 1" in failed.text(), failed
+    assert "its DAGs were not granted anywhere" in failed.text()
+    assert fleet.generation() == 1 and fleet.generation("server-2") == 0
+    assert fleet.owners() == {"dag_a": ["server-1"], "dag_b": ["server-1"], "dag_c": ["server-2"]}
+
+    site = run_playbook("site.yml", fleet.inventory)
+    assert site.rc != 0, "site.yml cannot finish while the old owner holds on"
+    assert fleet.generation("server-2") == 0, "site.yml must not grant server-1's DAGs to server-2"
+    assert fleet.owners() == {"dag_a": ["server-1"], "dag_b": ["server-1"], "dag_c": ["server-2"]}
+
+    forced = run_playbook("failover.yml", fleet.inventory,
+                          {"failover_from": "server-1", "failover_to": "server-2", "failover_force": True})
+    assert forced.rc != 0, "forcing cannot help when the old owner can be neither revoked nor fenced"
+    assert fleet.generation("server-2") == 0
+
+    subprocess.run(["chattr", "-i", fleet.dir("server-1")], check=True, timeout=30)
+    again = run_playbook("failover.yml", fleet.inventory, {"failover_from": "server-1", "failover_to": "server-2"})
+    assert again.rc == 0, again
+    assert [fleet.generation(name) for name in NAMES] == [1, 1, 1]
+    assert fleet.owners() == {"dag_a": ["server-2"], "dag_b": ["server-2"], "dag_c": ["server-2"]}
+
+
+def test_a_forced_failover_fences_an_old_owner_that_cannot_take_the_map(fleet, immutable):
+    immutable(os.path.join(fleet.dir("server-1"), "placement.yml"))  # the directory stays writable
+    forced = run_playbook("failover.yml", fleet.inventory,
+                          {"failover_dags": "dag_a", "failover_to": "server-3", "failover_force": True})
+    assert forced.rc == 0, forced
+    assert "fenced, could not take the map: server-1" in forced.text()
+    held, fenced = fleet.held("server-1")
+    assert held.generation == 0 and fenced, "server-1 keeps its old map but runs nothing"
+    assert fleet.owners() == {"dag_a": ["server-3"], "dag_b": [], "dag_c": ["server-2"]}
+
+
+# ----------------------------------------------------------------------------- 2. one run at a time
+
+
+def test_site_yml_and_failover_yml_started_together_take_turns(fleet):
+    site = start_playbook("site.yml", fleet.inventory, {})
+    time.sleep(1.0)
+    failover = run_playbook("failover.yml", fleet.inventory, {"failover_from": "server-1", "failover_to": "server-3"})
+    site_out, _ = site.communicate(timeout=600)
+    assert site.returncode == 0, site_out[-3000:]
+    assert failover.rc != 0
+    assert "the controller's map is locked by another run: site.yml by" in failover.text(), failover
+    after = run_playbook("failover.yml", fleet.inventory, {"failover_from": "server-1", "failover_to": "server-3"})
+    assert after.rc == 0, after
+    assert fleet.owners() == {"dag_a": ["server-3"], "dag_b": ["server-3"], "dag_c": ["server-2"]}
+
+
+def test_two_failovers_at_once_one_runs_the_other_is_refused_naming_the_holder(fleet):
+    first = start_playbook("failover.yml", fleet.inventory, {"failover_from": "server-1", "failover_to": "server-2"})
+    time.sleep(0.8)
+    second = run_playbook("failover.yml", fleet.inventory, {"failover_from": "server-1", "failover_to": "server-3"})
+    out, _ = first.communicate(timeout=600)
+    assert first.returncode == 0, out[-3000:]
+    assert second.rc != 0
+    text = second.text()
+    assert "locked by another run: failover.yml by" in text
+    assert "-e {failover_from} -e {failover_to})" in text, "the holder's extra vars are named, never their values"
+    assert fleet.owners() == {"dag_a": ["server-2"], "dag_b": ["server-2"], "dag_c": ["server-2"]}
+
+
+def test_a_lock_never_outlives_its_run(fleet):
+    run = start_playbook("failover.yml", fleet.inventory, {"failover_from": "server-1", "failover_to": "server-2"})
+    lock = os.path.join(fleet.root, "placement.lock")
+    deadline = time.monotonic() + 60
+    while not os.path.exists(lock) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.communicate(timeout=60)
+    again = run_playbook("failover.yml", fleet.inventory, {"failover_from": "server-1", "failover_to": "server-2"})
+    assert again.rc == 0, again
+
+
+# ----------------------------------------------------------------------------- 3. kill -9, then run again
+
+
+def _changed(path, since):
+    try:
+        return os.stat(path).st_mtime_ns != since
+    except FileNotFoundError:
+        return since is not None
+
+
+def _mtime(path):
+    try:
+        return os.stat(path).st_mtime_ns
+    except FileNotFoundError:
+        return None
+
+
+@pytest.mark.parametrize("step", ["journal", "controller", "revoke", "grant"])
+def test_kill_at_each_step_then_run_again(fleet, step):
+    watched = {
+        "journal": os.path.join(fleet.root, "placement.failover.json"),
+        "controller": fleet.map_src,
+        "revoke": os.path.join(fleet.dir("server-1"), "placement.yml"),
+        "grant": os.path.join(fleet.dir("server-2"), "placement.yml"),
+    }[step]
+    since = _mtime(watched)
+    run = start_playbook("failover.yml", fleet.inventory,
+                         {"failover_from": "server-1", "failover_dags": "dag_a", "failover_to": "server-2"})
+    deadline = time.monotonic() + 120
+    while not _changed(watched, since) and time.monotonic() < deadline and run.poll() is None:
+        time.sleep(0.002)
+    assert _changed(watched, since), "the failover never reached the %s step" % step
+    os.killpg(run.pid, signal.SIGKILL)
+    run.communicate(timeout=60)
+    fleet.watcher.stop_event.wait(0.3)  # let whatever the killed run left behind settle, watched
+    again = run_playbook("failover.yml", fleet.inventory,
+                         {"failover_from": "server-1", "failover_dags": "dag_a", "failover_to": "server-2"})
+    assert again.rc == 0, again
+    assert [fleet.generation(name) for name in NAMES] == [1, 1, 1]
+    assert fleet.owners() == {"dag_a": ["server-2"], "dag_b": ["server-1"], "dag_c": ["server-2"]}
+    with open(os.path.join(fleet.root, "placement.failover.json")) as handle:
+        assert json.load(handle)["state"] == "done"
+    twice = run_playbook("failover.yml", fleet.inventory,
+                         {"failover_from": "server-1", "failover_dags": "dag_a", "failover_to": "server-2"})
+    assert twice.rc == 0 and twice.changed() == 0, twice
+    assert "nothing to move: server-2 already owns them" in twice.text()
+
+
+# ----------------------------------------------------------------------------- 4. bad input
+
+
+def test_a_map_over_the_size_limit_is_refused_before_anything_is_written(fleet):
+    with open(fleet.map_src, "w") as handle:
+        handle.write("".join("dag_%06d: server-1\n" % i for i in range(60000)))
+    before = fleet.snapshot()
+    run = run_playbook("site.yml", fleet.inventory)
+    assert run.rc != 0 and "more than the limit of 1000000" in run.text(), run
+    assert fleet.snapshot() == before
+
+
+def test_an_alias_bomb_is_refused_quickly_with_a_short_message(fleet):
+    with open(fleet.map_src, "w") as handle:
+        handle.write('a: &a ["x","x","x","x","x","x","x","x","x"]\n' + "".join(
+            "%s: &%s [*%s,*%s,*%s,*%s,*%s,*%s,*%s,*%s,*%s]\n" % ((chr(98 + i), chr(98 + i)) + (chr(97 + i),) * 9)
+            for i in range(8)))
+    start = time.monotonic()
+    run = run_playbook("failover.yml", fleet.inventory, {"failover_from": "server-1", "failover_to": "server-2"})
+    assert run.rc != 0 and time.monotonic() - start < 60
+    assert "anchors and aliases (&name, *name) are not allowed" in run.text()
+    assert len(run.stdout) < 200000, "the error output stays small (%d bytes)" % len(run.stdout)
+
+
+@pytest.mark.parametrize("updated_by", ["ops\u0007", "a\u001bb", "x\u0085"])
+def test_control_characters_never_reach_a_map(fleet, updated_by, tmp_path):
+    play = tmp_path / "play.yml"
+    play.write_text(yaml.safe_dump([{"hosts": "localhost", "gather_facts": False, "tasks": [{
+        "failback.airflow.dag_placement": {"path": fleet.map_src, "installations": list(NAMES),
+                                           "assign": {"dag_d": "server-3"}, "updated_by": updated_by},
+        "vars": {"ansible_python_interpreter": sys.executable, "ansible_connection": "local"}}]}]))
+    before = fleet.snapshot()
+    run = run_playbook(str(play), "localhost,")
+    assert run.rc != 0 and "contains the control character" in run.text(), run
+    assert fleet.snapshot() == before
+    assert run_playbook("site.yml", fleet.inventory).rc == 0
+
+
+@pytest.mark.parametrize("args, message", [
+    ({"mode": "abc"}, "mode must be in octal or symbolic form"),
+    ({"owner": "nosuchuser"}, "failed to look up user nosuchuser"),
+])
+def test_bad_file_arguments_change_nothing(fleet, tmp_path, args, message):
+    play = tmp_path / "play.yml"
+    play.write_text(yaml.safe_dump([{"hosts": "localhost", "gather_facts": False, "tasks": [{
+        "failback.airflow.dag_placement": dict({"path": fleet.map_src, "installations": list(NAMES),
+                                                "assign": {"dag_d": "server-3"}}, **args),
+        "vars": {"ansible_python_interpreter": sys.executable, "ansible_connection": "local"}}]}]))
+    before = fleet.snapshot()
+    run = run_playbook(str(play), "localhost,")
+    assert run.rc != 0 and message in run.text(), run
+    assert fleet.snapshot() == before and fleet.generation() == 0
+    assert sorted(os.listdir(fleet.root)) == sorted(set(os.listdir(fleet.root)))  # no temporary file left
+    assert not [name for name in os.listdir(fleet.root) if name.endswith(".tmp")]
+
+
+def test_a_symlinked_controller_map_stays_a_link(fleet, tmp_path):
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    target = checkout / "placement.yml"
+    os.rename(fleet.map_src, str(target))
+    os.symlink(str(target), fleet.map_src)
+    run = run_playbook("failover.yml", fleet.inventory, {"failover_dags": "dag_c", "failover_to": "server-3"})
+    assert run.rc == 0, run
+    assert os.path.islink(fleet.map_src) and os.readlink(fleet.map_src) == str(target)
+    assert placement.read_map_file(str(target)).owner("dag_c") == "server-3"
+
+
+def test_a_fifo_as_controller_map_fails_at_once(fleet, tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    fifo = tmp_path / "elsewhere" / "placement-fifo.yml"
+    os.mkfifo(str(fifo))
+    inventory = fleet.write_inventory("fifo-inventory.yml", map_src=str(fifo))
+    start = time.monotonic()
+    run = run_playbook("site.yml", inventory, timeout=120)
+    assert run.rc != 0 and "it is a FIFO, not a regular file" in run.text(), run
+    assert time.monotonic() - start < 60
+
+
+@pytest.mark.parametrize("dags, message", [
+    ({"dag_a": "server-2"}, "failover_dags is {'dag_a': 'server-2'} (a mapping): give DAG ids as a comma-separated string"),
+    (49, "failover_dags is 49 (a number)"),
+    ("{{ 7 * 7 }}", "failover_dags is 49 (a number)"),
+    ([1], "listed DAG 1 is of type int"),
+])
+def test_bad_dag_lists_are_named(fleet, dags, message):
+    before = fleet.snapshot()
+    run = run_playbook("failover.yml", fleet.inventory, {"failover_dags": dags, "failover_to": "server-2"})
+    assert run.rc != 0 and message in run.text(), run
+    assert fleet.snapshot() == before
