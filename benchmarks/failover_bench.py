@@ -89,7 +89,7 @@ def main():
         else:
             inventory = directory_fleet(root)
             figures("site.yml, three directory installations", [run("site.yml", inventory)])
-            figures("publish.yml, nothing to change", [run("publish.yml", inventory) for _ in range(2)])
+            figures("publish.yml, nothing to change", [run("publish.yml", inventory) for _round in range(2)])
             times = []
             for i in range(args.rounds):
                 times.append(run("failover.yml", inventory, {"failover_dags": "dag_a",

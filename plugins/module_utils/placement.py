@@ -972,8 +972,11 @@ def plan_publish(new, held, installations, force=False, known=()):
 def describe_plan(plan):
     """One line per decision of plan_publish, for people."""
     def keys(entries):
-        return ", ".join("%s (%s may still run it)" % ("the DAGs no map lists" if key == DEFAULT_KEY else key,
-                                                        " and ".join(who)) for key, who in sorted(entries.items()))
+        described = []
+        for key, who in sorted(entries.items()):
+            what = "the DAGs no map lists" if key == DEFAULT_KEY else key
+            described.append("%s (%s may still run it)" % (what, " and ".join(who)))
+        return ", ".join(described)
     lines = ["REFUSED: %s" % message for _name, message in sorted(plan["refused"].items())]
     if plan["revoke"]:
         lines.append("revoke first: %s" % ", ".join(plan["revoke"]))

@@ -100,6 +100,7 @@ options:
     type: list
     elements: str
     default: []
+attributes:
   check_mode:
     support: full
     description: Reads the containers' state and reports the planned actions without running them.

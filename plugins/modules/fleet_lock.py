@@ -33,18 +33,20 @@ options:
 attributes:
   action:
     support: full
-    details: Implemented as an action plugin; it runs on the controller.
+    description: Implemented as an action plugin; it runs on the controller.
   check_mode:
     support: full
-    details: In check mode the lock is not taken (a check run changes nothing); the current holder is returned.
+    description: In check mode the lock is not taken (a check run changes nothing); the current holder is returned.
   diff_mode:
     support: none
+    description: No diff is returned.
   idempotent:
     support: full
-    details: Taking the lock twice in one run is a no-op; the lock is never reported as a change.
+    description: Taking the lock twice in one run is a no-op; the lock is never reported as a change.
   platform:
     support: full
     platforms: posix
+    description: POSIX hosts.
     details: Needs C(flock) and C(/proc) on the controller (Linux); keep the controller's map on a local filesystem.
 notes:
   - C(flock) is not reliable on every network filesystem; keep the controller's map on a local disk.

@@ -66,19 +66,20 @@ options:
 attributes:
   action:
     support: full
-    details: Implemented as an action plugin; it reads and writes files on the controller only.
+    description: Implemented as an action plugin; it reads and writes files on the controller only.
   check_mode:
     support: full
-    details: O(step=commit) returns the change and the diff and writes nothing.
+    description: O(step=commit) returns the change and the diff and writes nothing.
   diff_mode:
     support: full
-    details: O(step=commit) shows the controller's map before and after.
+    description: O(step=commit) shows the controller's map before and after.
   idempotent:
     support: full
-    details: A failover that already happened moves nothing and writes nothing.
+    description: A failover that already happened moves nothing and writes nothing.
   platform:
     support: full
     platforms: posix
+    description: POSIX hosts.
 seealso:
   - module: failback.airflow.dag_placement
   - module: failback.airflow.fleet_lock

@@ -52,16 +52,17 @@ options:
 attributes:
   check_mode:
     support: full
-    details: Reports what would be written and whether the fence would change, and writes nothing.
+    description: Reports what would be written and whether the fence would change, and writes nothing.
   diff_mode:
     support: full
-    details: The map text before and after (maps hold no secrets).
+    description: The map text before and after (maps hold no secrets).
   idempotent:
     support: full
-    details: Publishing the map an installation holds changes nothing.
+    description: Publishing the map an installation holds changes nothing.
   platform:
     support: full
     platforms: posix
+    description: POSIX hosts.
 notes:
   - Readers (the guard) need no lock, the file is replaced by a rename. A symbolic link as map file is followed.
 seealso:

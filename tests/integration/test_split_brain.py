@@ -225,7 +225,7 @@ def test_site_yml_and_failover_yml_started_together_take_turns(fleet):
     site = start_playbook("site.yml", fleet.inventory, {})
     time.sleep(1.0)
     failover = run_playbook("failover.yml", fleet.inventory, {"failover_from": "server-1", "failover_to": "server-3"})
-    site_out, _ = site.communicate(timeout=600)
+    site_out = site.communicate(timeout=600)[0]
     assert site.returncode == 0, site_out[-3000:]
     assert failover.rc != 0
     assert "the controller's map is locked by another run: site.yml by" in failover.text(), failover
@@ -238,7 +238,7 @@ def test_two_failovers_at_once_one_runs_the_other_is_refused_naming_the_holder(f
     first = start_playbook("failover.yml", fleet.inventory, {"failover_from": "server-1", "failover_to": "server-2"})
     time.sleep(0.8)
     second = run_playbook("failover.yml", fleet.inventory, {"failover_from": "server-1", "failover_to": "server-3"})
-    out, _ = first.communicate(timeout=600)
+    out = first.communicate(timeout=600)[0]
     assert first.returncode == 0, out[-3000:]
     assert second.rc != 0
     text = second.text()

@@ -48,8 +48,8 @@ def test_a_second_holder_is_busy_and_the_lock_ends_with_the_run(tmp_path):
         run.wait(10)
         assert holder.wait(10) == 0, "the holder exits when the run it watches is gone"
         third_run = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        third, line = _hold(path, third_run)
         try:
-            third, line = _hold(path, third_run)
             assert line.startswith("locked")
         finally:
             third_run.kill()

@@ -231,10 +231,10 @@ def test_racing_publishers_never_leave_an_older_generation(tmp_path):
             proc.start()
         for proc in procs:
             proc.join(30)
-        outcomes = [results.get(timeout=5) for _ in procs]
+        outcomes = [results.get(timeout=5) for _proc in procs]
         assert p.read_map_file(path).generation == 12
         assert all(message == "written" or "older generation" in message or "already exists" in message
-                   for _g, message in outcomes), outcomes
+                   for _generation, message in outcomes), outcomes
         os.unlink(path)
 
 
