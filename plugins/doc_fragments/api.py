@@ -11,7 +11,7 @@ class ModuleDocFragment(object):
     DOCUMENTATION = r"""
 options:
   url:
-    description: Base URL of the API server, for example C(http://127.0.0.1:8080).
+    description: Base URL of the API server, for example V(http://127.0.0.1:8080).
     type: str
     required: true
   request_timeout:
@@ -19,7 +19,7 @@ options:
     type: int
     default: 10
   validate_certs:
-    description: Verify the TLS certificate of an https URL.
+    description: Verify the TLS certificate when O(url) is an C(https) URL.
     type: bool
     default: true
 """

@@ -8,24 +8,29 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: airflow_health
-short_description: Wait until an Airflow 3 installation reports every component healthy
+short_description: Wait until an Airflow 3 installation is healthy
 version_added: "0.1.0"
 description:
-  - Reads C(/api/v2/monitor/health) of an Airflow 3 API server until the metadata database,
-    scheduler, DAG processor and triggerer (or the components listed) report C(healthy).
-  - That endpoint answers HTTP 200 even when a component is unhealthy, so the module reads the
-    JSON body, never only the status code.
-  - Fails with the unhealthy components and their last heartbeats when I(timeout) runs out.
+  - Waits until the components of an Airflow 3 installation report C(healthy) in C(/api/v2/monitor/health)
+    of its API server, and fails with the unhealthy components and their last heartbeats when O(timeout) runs out.
+  - That endpoint answers HTTP 200 even when a component is unhealthy, so the module reads the JSON body,
+    never only the status code.
 author:
   - Failback Airflow Maintainers (@failback)
 options:
   components:
-    description: Components of the health answer that must be C(healthy).
+    description:
+      - Components of the health answer that must be C(healthy).
+      - Allowed names are V(metadatabase), V(scheduler), V(dag_processor) and V(triggerer); the module fails on any other.
+      - A component the answer does not report counts as unhealthy.
     type: list
     elements: str
     default: [metadatabase, scheduler, dag_processor, triggerer]
   timeout:
-    description: Seconds to keep asking before failing; C(0) asks once.
+    description:
+      - Seconds to keep asking before failing; V(0) asks once.
+      - The module does not wait for an attempt that would start after the timeout, so it may fail up to O(interval)
+        seconds before O(timeout) has passed.
     type: int
     default: 300
   interval:
@@ -34,18 +39,22 @@ options:
     default: 3
 extends_documentation_fragment:
   - failback.airflow.api
+  - failback.airflow.attributes
+  - failback.airflow.attributes.actiongroup_failback
+  - failback.airflow.attributes.info_module
+  - failback.airflow.attributes.idempotent_not_modify_state
+  - failback.airflow.attributes.platform
 attributes:
-  check_mode:
+  platform:
     support: full
-    description: The module only reads; it behaves the same in check mode.
-  diff_mode:
-    support: none
-    description: Nothing to show, the module changes nothing.
-  idempotent:
-    support: full
-    description: Never changes anything.
+    platforms: posix
+    details:
+      - Needs only Python on the host that runs it, which must reach O(url).
 notes:
   - Run it on the server itself when the API server is published on 127.0.0.1 only.
+seealso:
+  - module: failback.airflow.airflow_dags
+  - module: failback.airflow.airflow_podman_compose
 """
 
 EXAMPLES = r"""

@@ -8,22 +8,13 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: airflow_podman_compose
-short_description: Start a compose project under Podman in order, changing only what changed
+short_description: Run a compose project under Podman in order
 version_added: "0.1.0"
 description:
-  - Drives C(podman-compose) for a compose project service by service, in the order given,
-    because podman-compose 1.x on Podman older than 4.6 ignores C(depends_on) conditions and
-    C(--wait).
-  - A service whose container is missing is created, one whose C(org.failback.config-hash) label
-    differs from the compose file is recreated, a stopped one is started; nothing else is touched.
-  - One-shot services (for example Airflow's database migration) are run to completion, with a
-    bound, before the services after them; the module fails with the last log lines when one
-    exits non-zero. Services in I(wait_healthy) must pass C(podman healthcheck run) before later
-    services are started (Podman runs no health checks by itself without systemd).
-  - Before any service starts, the project's networks must resolve container names. A missing
-    network is created; a network created without DNS (before the CNI C(dnsname) plugin or
-    C(aardvark-dns) was installed) is recreated when Podman can now give it DNS; otherwise the
-    module stops and names the package to install (O(dns_packages)).
+  - Starts, restarts, stops or removes a compose project under Podman with C(podman-compose), service by service
+    in a given order, and changes only the services whose containers are missing, outdated or stopped.
+  - It exists because podman-compose 1.x on Podman older than 4.6 ignores C(depends_on) conditions and C(--wait),
+    so an Airflow project cannot simply be started with C(podman-compose up).
 author:
   - Failback Airflow Maintainers (@failback)
 options:
@@ -32,7 +23,9 @@ options:
     type: path
     required: true
   files:
-    description: Compose files, relative to I(project_src).
+    description:
+      - Compose files, relative to O(project_src).
+      - They are read on the managed host; a later file's services and networks replace an earlier file's of the same name.
     type: list
     elements: str
     default: [compose.yaml]
@@ -42,29 +35,43 @@ options:
     required: true
   state:
     description:
-      - C(present) creates, recreates or starts what needs it, in order.
-      - C(restarted) restarts the containers of I(services) (all of I(order) when empty), in order.
-      - C(stopped) stops every container of the project; C(absent) removes them and the project network.
+      - V(present) brings the services of O(order) up one after the other (C(podman-compose up -d --no-deps SERVICE)).
+        A service whose container is missing is created, one whose C(org.failback.config-hash) label differs from the
+        compose file is recreated, a stopped one is started; nothing else is touched.
+      - V(restarted) restarts the containers of O(services) (all of O(order) when empty) with C(podman restart), in order.
+        One-shot services and services without a container are left alone.
+      - V(stopped) stops every container of the project (C(podman-compose stop)) when one is running.
+      - V(absent) removes the containers and the project network (C(podman-compose down)) when the project has containers.
     type: str
     choices: [present, restarted, stopped, absent]
     default: present
   order:
-    description: Services in start order. Required for C(present) and C(restarted).
+    description:
+      - Services in start order. Required for O(state=present) and O(state=restarted).
+      - Every service must be in the compose files.
     type: list
     elements: str
     default: []
   one_shot:
-    description: Services of I(order) that run to completion (exit code 0) instead of staying up.
+    description:
+      - Services of O(order) that run to completion (exit code 0) instead of staying up, for example Airflow's database migration.
+      - With O(state=present), such a service runs, bounded by O(timeout), before the services after it start; the module fails
+        with its last log lines when it exits non-zero.
+      - It runs again when its container is missing, outdated, still running or last failed, and whenever a long-running
+        service of O(order) has to be created.
     type: list
     elements: str
     default: []
   wait_healthy:
-    description: Services of I(order) that must be healthy before any later service is started.
+    description:
+      - Services of O(order) that must pass C(podman healthcheck run) before any later service is started (Podman runs no
+        health checks by itself without systemd).
+      - The wait, bounded by O(timeout), happens only when a later service has something to do.
     type: list
     elements: str
     default: []
   services:
-    description: With I(state=restarted), the services to restart.
+    description: With O(state=restarted), the services to restart; each must be in O(order).
     type: list
     elements: str
     default: []
@@ -82,7 +89,7 @@ options:
     type: dict
     default: {}
   timeout:
-    description: Seconds allowed for each one-shot service and for each health wait.
+    description: Seconds allowed for each one-shot service, for each health wait, and for each restart, stop or removal command.
     type: int
     default: 300
   logs_tail:
@@ -91,8 +98,13 @@ options:
     default: 40
   network_dns:
     description:
-      - With O(state=present), make sure every network of the project has DNS before anything starts.
+      - With O(state=present), make sure every network of the project has DNS (so that containers resolve each other's names)
+        before anything starts.
+      - A missing network is created. A network created without DNS (before the CNI C(dnsname) plugin or C(aardvark-dns)
+        was installed) is recreated when Podman can now give it DNS; otherwise the module fails and names the packages
+        of O(dns_packages).
       - Recreating a network removes the project's containers attached to it; they are created again right after.
+      - External networks, networks with C(x-podman.disable_dns) and services with a C(network_mode) are not checked.
     type: bool
     default: true
   dns_packages:
@@ -100,20 +112,39 @@ options:
     type: list
     elements: str
     default: []
+extends_documentation_fragment:
+  - failback.airflow.attributes
+  - failback.airflow.attributes.actiongroup_failback
+  - failback.airflow.attributes.platform
 attributes:
   check_mode:
     support: full
-    description: Reads the containers' state and reports the planned actions without running them.
+    details:
+      - Reads the containers' state and reports the planned actions without running them.
+      - To find out whether Podman can give a network DNS, the module creates and removes a temporary probe network,
+        in check mode too (only when a project network has no DNS).
+      - When a network would be recreated, RV(actions) does not list the containers on it that the recreation would
+        remove and create again.
   diff_mode:
     support: none
-    description: No diff is returned; RV(actions) lists what changed.
+    details:
+      - No diff is returned; RV(actions) and RV(networks) list what changed.
   idempotent:
+    support: partial
+    details:
+      - With O(state=restarted) the module restarts the services on every run.
+      - With the other states, a second run with the same compose files finds every container current and changes nothing.
+  platform:
     support: full
-    description: A second run with the same compose file finds every container current and running.
+    platforms: posix
+    details:
+      - A Linux host with Podman and podman-compose.
 requirements:
   - podman-compose 1.x
   - coreutils C(timeout)
   - PyYAML on the managed host
+seealso:
+  - module: failback.airflow.airflow_health
 """
 
 EXAMPLES = r"""
@@ -137,19 +168,22 @@ EXAMPLES = r"""
 
 RETURN = r"""
 networks:
-  description: What was (or in check mode would be) done to each project network, as C([network, action]) with action C(keep), C(create) or C(recreate).
-  returned: with O(state=present) and O(network_dns)
+  description: What was (or in check mode would be) done to each project network, as C([network, action]) with action V(keep), V(create) or V(recreate).
+  returned: with O(state=present) and O(network_dns=true)
   type: list
   elements: list
   sample: [[failback-server-1_default, recreate]]
 actions:
-  description: What was (or in check mode would be) done, in order, as C([service, action]).
+  description:
+    - What was (or in check mode would be) done, in order, as C([service, action]).
+    - The action is V(create), V(recreate), V(start) or V(run) (a one-shot service) with O(state=present), V(restart) with
+      O(state=restarted), V(stop) with O(state=stopped) and V(remove) with O(state=absent).
   returned: always
   type: list
   elements: list
   sample: [[postgres, create], [airflow-init, run], [airflow-scheduler, recreate]]
 containers:
-  description: The project's containers by service after the run.
+  description: The project's containers by service after the run (in check mode, as they are before it).
   returned: always
   type: dict
   sample: {airflow-scheduler: {name: failback-server-1_airflow-scheduler_1, state: running}}

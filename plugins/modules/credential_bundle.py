@@ -8,45 +8,45 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: credential_bundle
-short_description: Validate, resolve and render the credentials of an Airflow installation
+short_description: Validate and render the credentials of an Airflow installation
 version_added: "0.1.0"
 description:
-  - Builds everything an Airflow installation needs to find its credentials, as file contents
-    (RV(files)) and, with O(kubernetes_namespace), as Kubernetes Secret definitions
+  - Validates the credentials of an Airflow installation (connections, variables, credential files for DAG tasks)
+    and decides Airflow's own secrets (Fernet key, API secret key, JWT secret, database password), then renders
+    everything as file contents (RV(files)) and, with O(kubernetes_namespace), as Kubernetes Secret definitions
     (RV(kubernetes_secrets)).
-  - Connections and variables become files for Airflow's C(LocalFilesystemBackend)
-    (C(backend/connections.yaml), C(backend/variables.yaml)); credential files for DAG tasks
-    (env, JSON, YAML or INI) go under C(files/); Airflow's own secrets (Fernet key, API secret
-    key, JWT secret, database password and the SQLAlchemy URL) go under C(airflow/), one value
-    per file without a newline.
-  - Airflow's own secrets are taken from the options when given, else kept from O(current) (what
-    the installation holds), else from the controller-side O(store), else generated. A value is
-    replaced only when named in O(rotate); a rotated Fernet key keeps the old keys after the new
-    one (C(new,old)) until O(retire_fernet).
-  - Everything is validated before anything is written; the error message names the bad entry
-    and what is allowed and never contains a secret value (it is also returned as RV(error) for
-    tasks that use C(no_log)).
-  - Runs on the controller (it needs PyYAML); the only thing it writes is the O(store) file.
-  - This module returns secrets, so Ansible's masking of option values is not used for its
-    options (it would corrupt the returned content). B(Always) set C(no_log) on the task.
+  - It runs on the controller and writes nothing but the O(store) file; M(failback.airflow.credential_files) writes
+    the rendered files on the installation.
+  - The module returns secrets, so B(always) set C(no_log) on its task.
 author:
   - Failback Airflow Maintainers (@failback)
 requirements:
   - PyYAML on the host that runs the module (the controller).
+extends_documentation_fragment:
+  - failback.airflow.attributes
+  - failback.airflow.attributes.actiongroup_failback
+  - failback.airflow.attributes.platform
 attributes:
   check_mode:
     support: full
-    description: Computes everything (new secrets included) but does not write the store.
+    details:
+      - Computes everything, new secrets included, but does not write O(store). Secrets generated in check mode are
+        not kept, so a later run generates other values.
   diff_mode:
     support: none
-    description: Returns RV(changes), which M(failback.airflow.credential_report) turns into a diff of names.
+    details:
+      - The content is secret. RV(changes) lists what changed by name; M(failback.airflow.credential_report) turns it
+        into a diff that holds no value.
   idempotent:
     support: full
-    description: Held secrets are reused, so a second run renders the same content and leaves the store alone.
+    details:
+      - Held secrets are reused, so a second run renders the same content and leaves O(store) alone.
+      - The module reports a change only when it writes O(store).
   platform:
     support: full
     platforms: posix
-    description: Runs on the controller (POSIX, Python with PyYAML).
+    details:
+      - Runs on the controller (Python with PyYAML).
 options:
   installation:
     description: Name of the installation, recorded in the store file.
@@ -54,8 +54,9 @@ options:
     default: ""
   store:
     description:
-      - Controller-side file that keeps the generated (never the given) Airflow secrets of this
-        installation, mode 0600 in a 0700 directory. Empty disables it.
+      - Controller-side file that keeps the generated (never the given) Airflow secrets of this installation, so that
+        they survive an installation that lost its files. Empty disables it.
+      - It is written with mode C(0600) (a missing directory is created with mode C(0700)) when its content or mode differs.
     type: path
     default: ""
   connections:
@@ -63,39 +64,55 @@ options:
       - Airflow connections, as a mapping of connection id to a URI string or a mapping of fields
         (C(conn_type) required; C(description), C(host), C(login), C(password), C(schema), C(port),
         C(extra)), or as a list of mappings with C(conn_id) plus C(uri) or the fields.
+      - They are rendered as C(backend/connections.yaml) for Airflow's C(LocalFilesystemBackend).
     type: raw
     default: {}
   variables:
     description:
       - Airflow variables as a mapping of key to value, or a list of mappings with C(key) and
         C(value). Mappings and lists are stored as JSON (read them with C(deserialize_json=True)).
+      - They are rendered as C(backend/variables.yaml) for Airflow's C(LocalFilesystemBackend).
     type: raw
     default: {}
   files:
     description:
       - Credential files for DAG tasks, as a mapping of file name to C({format, data}) or a list of
-        mappings with C(name). C(format) is C(env), C(json), C(yaml) or C(ini), inferred from the
+        mappings with C(name). C(format) is V(env), V(json), V(yaml) or V(ini), inferred from the
         name's extension when left out.
+      - They are rendered under C(files/).
     type: raw
     default: {}
   fernet_key:
-    description: The Fernet key (or C(new,old) keys); generated when empty.
+    description:
+      - The Fernet key (or C(new,old) keys, newest first).
+      - When empty, the key the installation holds (O(current) or O(current_secrets)) is kept, else the one in O(store),
+        else a new one is generated.
     type: str
     default: ""
   api_secret_key:
-    description: Airflow's C([api] secret_key); generated when empty.
+    description:
+      - Airflow's C([api] secret_key).
+      - When empty, kept from the installation or O(store), else generated, like O(fernet_key).
     type: str
     default: ""
   jwt_secret:
-    description: Airflow's C([api_auth] jwt_secret); generated when empty.
+    description:
+      - Airflow's C([api_auth] jwt_secret).
+      - When empty, kept from the installation or O(store), else generated, like O(fernet_key).
     type: str
     default: ""
   db_password:
-    description: Password of the metadata database user; generated when empty. Not used with O(database_url).
+    description:
+      - Password of the metadata database user.
+      - When empty, kept from the installation or O(store), else generated, like O(fernet_key).
+      - Not used with O(database_url).
     type: str
     default: ""
   database_url:
-    description: Complete SQLAlchemy URL of an external metadata database; replaces the O(database_host) family.
+    description:
+      - Complete SQLAlchemy URL of an external metadata database; replaces O(database_host), O(database_port),
+        O(database_name), O(database_user), O(database_scheme) and O(db_password).
+      - Without it, the URL is built from those options.
     type: str
     default: ""
   database_host:
@@ -103,7 +120,7 @@ options:
     type: str
     default: postgres
   database_port:
-    description: Port of the metadata database.
+    description: Port of the metadata database (a number or a string of digits, 1-65535).
     type: raw
     default: 5432
   database_name:
@@ -120,28 +137,32 @@ options:
     default: postgresql+psycopg2
   rotate:
     description:
-      - Airflow secrets to replace with new random values in this run (C(fernet_key),
-        C(api_secret_key), C(jwt_secret), C(db_password)). Secrets given in the options cannot
-        be rotated here.
+      - Airflow secrets to replace with new random values in this run (V(fernet_key), V(api_secret_key),
+        V(jwt_secret), V(db_password)). Without it, a held secret is never replaced.
+      - A rotated Fernet key keeps the old keys after the new one (C(new,old)) until O(retire_fernet).
+      - Secrets given in the options cannot be rotated here, nor V(db_password) with O(database_url).
     type: list
     elements: str
     default: []
   retire_fernet:
     description:
-      - Keep only the newest Fernet key of a generated C(new,old) value. Use it after
-        C(airflow rotate-fernet-key) re-encrypted the data with the new key.
+      - Keep only the newest key of a held C(new,old) Fernet key value. Use it after C(airflow rotate-fernet-key)
+        re-encrypted the data with the new key.
+      - Cannot be combined with V(fernet_key) in O(rotate).
     type: bool
     default: false
   current:
     description:
-      - What the installation holds now, relative path to text (for example from
-        M(failback.airflow.credential_files) with C(state=read)).
+      - What the installation holds now, relative path to text (for example RV(failback.airflow.credential_files#module:contents)
+        of M(failback.airflow.credential_files) with O(failback.airflow.credential_files#module:state=read)).
+      - It is compared with the result (RV(changes)) and its Airflow secrets are kept.
       - Mutually exclusive with O(current_secrets).
     type: dict
   current_secrets:
     description:
       - What a Kubernetes installation holds now, as Secret objects (from C(kubernetes.core.k8s_info)
-        or parsed manifests).
+        or parsed manifests). Used like O(current).
+      - Mutually exclusive with O(current).
     type: list
     elements: dict
   kubernetes_namespace:
@@ -153,6 +174,9 @@ options:
     type: dict
     default: {}
 notes:
+  - Everything is validated before anything is written. The error message names the bad entry and what is allowed and
+    never contains a secret value; it is also returned as RV(error) for tasks that use C(no_log).
+  - Ansible's masking of option values is not used for this module's options, because it would corrupt the returned content.
   - The Kubernetes Secrets are C(failback-airflow-secrets) (keys C(fernet-key), C(api-secret-key),
     C(jwt-secret), C(db-password), C(sql-alchemy-conn)), C(failback-airflow-backend)
     (C(connections.yaml), C(variables.yaml)) and C(failback-credentials) (one key per file).
@@ -213,12 +237,17 @@ EXAMPLES = r"""
 
 RETURN = r"""
 valid:
-  description: True when the input was valid (false with RV(error) otherwise).
+  description: V(true) when the input was valid (V(false) with RV(error) otherwise).
   returned: always
   type: bool
   sample: true
 files:
-  description: Every file of the installation, relative path to content. Secret.
+  description:
+    - Every file of the installation, relative path to content. Secret.
+    - C(airflow/fernet_key), C(airflow/api_secret_key), C(airflow/jwt_secret), C(airflow/db_password) (not with
+      O(database_url)) and C(airflow/sql_alchemy_conn) hold Airflow's own secrets, one value each without a newline;
+      C(backend/connections.yaml) and C(backend/variables.yaml) the connections and variables; C(files/NAME) the
+      credential files of O(files).
   returned: success
   type: dict
   sample: {"airflow/fernet_key": "...", "backend/connections.yaml": "...", "files/warehouse.env": "..."}
@@ -234,34 +263,34 @@ kubernetes_manifests:
   type: dict
   sample: {"failback-airflow-secrets.yaml": "..."}
 changes:
-  description: Every credential name with its state (C(added), C(changed), C(removed), C(unchanged)) compared with O(current).
+  description: Every credential name with its state (V(added), V(changed), V(removed), V(unchanged)) compared with O(current) or O(current_secrets).
   returned: success
   type: list
   elements: dict
   sample: [{"key": "connections/warehouse", "state": "changed"}, {"key": "fernet_key", "state": "unchanged"}]
 changed_names:
   description:
-    - What changed compared with O(current), as the names consumers restart on - C(fernet_key),
-      C(api_secret_key), C(jwt_secret), C(db_password), C(sql_alchemy_conn), C(connections),
-      C(variables), C(files/NAME).
+    - What changed compared with O(current) or O(current_secrets), as the names consumers restart on - V(fernet_key),
+      V(api_secret_key), V(jwt_secret), V(db_password), V(sql_alchemy_conn), V(connections),
+      V(variables), C(files/NAME).
   returned: success
   type: list
   elements: str
   sample: [fernet_key, connections]
 sources:
-  description: Where each Airflow secret came from (C(explicit), C(installation), C(store), C(generated), C(rotated)).
+  description: Where each Airflow secret came from (V(explicit), V(installation), V(store), V(generated), V(rotated)).
   returned: success
   type: dict
   sample: {"fernet_key": "installation", "jwt_secret": "rotated"}
 fernet_rekey:
   description:
-    - True when the Fernet key value holds more than one key, so data encrypted with an older key
-      must be re-encrypted (C(airflow rotate-fernet-key)) before the old key is retired.
+    - V(true) when the Fernet key value holds more than one key, so data encrypted with an older key
+      must be re-encrypted (C(airflow rotate-fernet-key)) before the old key is retired (O(retire_fernet)).
   returned: success
   type: bool
   sample: false
 store_changed:
-  description: Whether the store file was (or in check mode would be) written.
+  description: Whether the O(store) file was (or in check mode would be) written.
   returned: success
   type: bool
   sample: false

@@ -8,36 +8,37 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: credential_files
-short_description: Read or write a directory tree of secret files atomically
+short_description: Write or read a directory tree of secret files
 version_added: "0.1.0"
 description:
-  - Writes a set of secret files (the credentials of an Airflow installation) under O(path), each
-    replaced atomically (a temporary file created with mode 0600 gets its owner, group and mode,
-    is flushed to disk and renamed over the old file), so readers and containers that mount the
-    directories never see a partial file or a file with wider permissions.
-  - Files that are not in O(files) are removed from the managed O(directories) (unless
-    O(purge=false)), so a credential that is no longer configured disappears from the installation.
-  - With O(state=read) it returns the current contents instead, for the caller to compare or
-    reuse (for example Airflow secrets generated earlier).
-  - The file contents are secrets; the module never returns them except with O(state=read).
-    Always use C(no_log) on the task; the role M(failback.airflow.credential_report) shows which
-    names changed.
+  - Writes a set of secret files (the credentials of an Airflow installation) under O(path) and removes the ones that
+    are no longer configured, or with O(state=read) returns the files it holds.
+  - The file contents are secrets; the module returns them only with O(state=read). Always use C(no_log) on its task;
+    M(failback.airflow.credential_report) shows which names changed.
 author:
   - Failback Airflow Maintainers (@failback)
+extends_documentation_fragment:
+  - failback.airflow.attributes
+  - failback.airflow.attributes.actiongroup_failback
+  - failback.airflow.attributes.platform
 attributes:
   check_mode:
     support: full
-    description: Reports what would be written or removed without touching the host.
+    details:
+      - Reports what would be written or removed without touching the host.
   diff_mode:
     support: none
-    description: File contents are secrets; use M(failback.airflow.credential_report) for a diff of names.
+    details:
+      - File contents are secrets; use M(failback.airflow.credential_report) for a diff of names.
   idempotent:
     support: full
-    description: Files with the wanted content, owner, group and mode are left untouched.
+    details:
+      - Files are compared byte for byte; files with the wanted content, owner, group and mode are left untouched.
   platform:
     support: full
     platforms: posix
-    description: Runs on any POSIX host with Python (standard library only).
+    details:
+      - Runs on any POSIX host with Python (standard library only).
 options:
   path:
     description:
@@ -46,32 +47,40 @@ options:
     required: true
   state:
     description:
-      - V(present) writes O(files); V(read) returns the current files as RV(contents).
+      - V(present) writes O(files) and, with O(purge=true), removes the files not listed.
+      - V(read) returns the regular files of the managed O(directories) as RV(contents) (symbolic links and names
+        starting with a dot are skipped) and changes nothing.
     type: str
     choices: [present, read]
     default: present
   files:
     description:
       - The wanted files, as a mapping of C(DIRECTORY/NAME) (or C(NAME) when O(directories) has
-        C(.)) to the text content, written byte for byte (no newline is added).
+        V(.)) to the text content, written byte for byte (no newline is added).
+      - C(DIRECTORY) must be one of O(directories); C(NAME) has letters, digits, C(.), C(_) and C(-) and does not start
+        with a dot.
+      - Each file is replaced atomically - a temporary file created with mode C(0600) gets its owner, group and mode, is
+        flushed to disk and renamed over the old file - so readers and containers that mount the directories never see
+        a partial file or a file with wider permissions.
     type: dict
     default: {}
   directories:
     description:
-      - The managed directories, relative to O(path); C(.) is O(path) itself. Files in them that
-        are not listed in O(files) are removed.
+      - The managed directories, relative to O(path); V(.) is O(path) itself.
     type: list
     elements: str
     default: [airflow, backend, files]
   purge:
     description:
-      - Remove files in the managed O(directories) that are not in O(files).
+      - Remove every file in the managed O(directories) that is not in O(files), so a credential that is no longer
+        configured disappears from the installation.
     type: bool
     default: true
   owner:
     description:
       - Owner (user name or uid) of the directories and files. Empty leaves the owner of new files to the
         user running the module.
+      - Changing the owner to another user needs root (C(become)).
     type: str
     default: ""
   group:
@@ -81,17 +90,17 @@ options:
     default: ""
   mode:
     description:
-      - Mode of the files. Write access for the group and any access for others are refused.
+      - Mode of the files, an octal string such as V(0640).
+      - Modes with execute for the owner, write or execute for the group, any access for others, or a setuid, setgid or
+        sticky bit are refused.
     type: str
     default: "0640"
   directory_mode:
     description:
-      - Mode of the directories. Write access for the group and any access for others are refused.
+      - Mode of the directories, an octal string such as V(0750).
+      - Modes with write for the group, any access for others, or a setuid, setgid or sticky bit are refused.
     type: str
     default: "0750"
-notes:
-  - Files are compared byte for byte, so a second run with the same input changes nothing.
-  - Changing the owner to another user needs root (C(become)).
 seealso:
   - module: failback.airflow.credential_bundle
   - module: failback.airflow.credential_report
@@ -149,7 +158,7 @@ removed_files:
   elements: str
   sample: [files/old.env]
 changed_directories:
-  description: Directories created or whose owner, group or mode was fixed (C(.) is O(path)).
+  description: Directories created or whose owner, group or mode was fixed (V(.) is O(path)).
   returned: when O(state=present)
   type: list
   elements: str

@@ -8,31 +8,39 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: credential_report
-short_description: Report which credentials changed, by name, with a diff that holds no value
+short_description: Report which credentials changed, by name only
 version_added: "0.1.0"
 description:
-  - Tasks that handle secrets must use C(no_log), which hides their diff too. This module takes
-    the names of the credentials and their states (as returned by
-    M(failback.airflow.credential_bundle) in RV(failback.airflow.credential_bundle#module:changes))
-    and reports C(changed) plus, with C(--diff), a diff that lists every name and marks the added,
-    changed and removed ones. Values never reach it, so its task needs no C(no_log).
+  - Reports which credentials changed, from their names and states, with a diff that holds no value.
+  - Tasks that handle secrets must use C(no_log), which hides their diff too. This module takes only the names and
+    states (as returned by M(failback.airflow.credential_bundle) in RV(failback.airflow.credential_bundle#module:changes)),
+    so its task needs no C(no_log).
   - It changes nothing on any host.
 author:
   - Failback Airflow Maintainers (@failback)
+extends_documentation_fragment:
+  - failback.airflow.attributes
+  - failback.airflow.attributes.actiongroup_failback
+  - failback.airflow.attributes.platform
 attributes:
   check_mode:
     support: full
-    description: Reports the same in check mode.
+    details:
+      - This action does not modify state; it reports the same in check mode.
   diff_mode:
     support: full
-    description: The diff names keys and marks changes; values are shown as C((hidden)).
+    details:
+      - The diff lists every name and marks the added, changed and removed ones; values are shown as C((hidden)).
   idempotent:
-    support: full
-    description: Reports a change only when a state other than C(unchanged) is given.
+    support: partial
+    details:
+      - This action does not modify state. It reports a change whenever O(changes) has a state other than V(unchanged),
+        so a second run with the same input reports the same change.
   platform:
     support: full
     platforms: posix
-    description: Runs anywhere; it only formats its input.
+    details:
+      - Runs anywhere; it only formats its input.
 options:
   changes:
     description: Credential names and their states.
@@ -41,7 +49,7 @@ options:
     required: true
     suboptions:
       key:
-        description: The credential's name, such as C(fernet_key), C(connections/warehouse) or C(files/app.env).
+        description: The credential's name, such as V(fernet_key), V(connections/warehouse) or V(files/app.env).
         type: str
         required: true
       state:
@@ -73,7 +81,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 changed_keys:
-  description: The names whose state is not C(unchanged).
+  description: The names whose state is not V(unchanged).
   returned: always
   type: list
   elements: str

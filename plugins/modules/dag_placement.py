@@ -11,44 +11,43 @@ module: dag_placement
 short_description: Read, validate and change a DAG placement map
 version_added: "0.1.0"
 description:
-  - Reads a DAG placement map (a YAML mapping of DAG id to installation name), validates it and
-    optionally changes it. It assigns DAGs to installations, moves DAGs from one installation to
-    another, sets the default owner, or publishes a complete map received from elsewhere.
-  - 'The plain flat form C(dag_1: "server-1.tld") is always accepted. Metadata is kept under the
-    reserved key C(@failback) (generation, updated_at, updated_by, default), which no DAG id can use.'
-
-  - Every change that moves a DAG increments the generation and records who and when. A re-run
-    that moves nothing leaves the file untouched.
-  - The file is replaced atomically (temporary file, fsync, rename). Invalid input fails before
-    anything is written, with a message naming the bad entry.
-  - Publishing with O(content) refuses to replace a map with an older generation, so a stale map
-    can never overwrite a newer one.
-  - The placement rules live in the collection's C(placement) module_utils, shared with the guard
-    that runs inside Airflow.
+  - Reads a DAG placement map (a YAML mapping of DAG id to installation name), validates it and optionally changes it.
+    It assigns DAGs to installations (O(assign), O(remove)), moves DAGs from one installation to another (O(move)),
+    sets the default owner (O(default_owner)), or publishes a complete map received from elsewhere (O(content)).
+  - Every change of the placement increments the map's generation and records who made it and when.
 author:
   - Failback Airflow Maintainers (@failback)
 requirements:
   - PyYAML on the host that runs the module.
 extends_documentation_fragment:
   - ansible.builtin.files
+  - failback.airflow.attributes
+  - failback.airflow.attributes.actiongroup_failback
+  - failback.airflow.attributes.platform
 attributes:
   check_mode:
     support: full
-    description: Computes the new map and the diff without writing.
+    details:
+      - Computes the new map, RV(changed_dags) and the diff without writing.
   diff_mode:
     support: full
-    description: Shows the map text before and after (maps hold no secrets).
+    details:
+      - Shows the map text before and after, with its generation (maps hold no secrets).
+      - Changes of the file's owner, group or mode are not part of the diff.
   idempotent:
     support: full
-    description: Moving or assigning DAGs to their current owner changes nothing, not even the generation.
+    details:
+      - Assigning or moving DAGs to their current owner, or publishing the map the file holds, changes nothing, not
+        even the generation.
   platform:
     support: full
     platforms: posix
-    description: Runs on any POSIX host with Python and PyYAML.
+    details:
+      - Runs on any POSIX host with Python and PyYAML (it locks the map's directory with C(flock)).
 options:
   path:
     description:
-      - Path of the placement map file.
+      - Path of the placement map file. Its directory must exist.
     type: path
     required: true
   installations:
@@ -68,6 +67,7 @@ options:
   default_owner:
     description:
       - Set the default owner, used for DAGs not listed in the map.
+      - Mutually exclusive with O(clear_default_owner=true).
     type: str
   clear_default_owner:
     description:
@@ -76,7 +76,7 @@ options:
     default: false
   move:
     description:
-      - Move DAGs to another installation (failover).
+      - Move DAGs to another installation (failover). The map must exist.
     type: dict
     suboptions:
       from:
@@ -97,8 +97,9 @@ options:
   content:
     description:
       - Publish this complete map (YAML text) to O(path), for example the controller's map to an installation.
-      - Fails if the file already holds a newer generation, or the same generation with a different placement.
-      - Mutually exclusive with the options that change the map.
+      - Fails if the file already holds a newer generation, or the same generation with a different placement, so a
+        stale map can never overwrite a newer one.
+      - Mutually exclusive with O(assign), O(remove), O(move) and O(default_owner).
     type: str
   query:
     description:
@@ -107,7 +108,8 @@ options:
     elements: str
   create:
     description:
-      - Create the file when it does not exist. When false, a missing file is an error.
+      - Create the file when it does not exist and a change is asked for. When V(false), a missing file is an error.
+      - Without a change (for example with O(query) only), a missing file is always an error.
     type: bool
     default: true
   updated_by:
@@ -115,8 +117,18 @@ options:
       - Who makes the change, recorded in the map. Defaults to C(user@host) of the process running the module.
     type: str
 notes:
+  - 'The plain flat form C(dag_1: "server-1.tld") is always accepted. Metadata is kept under the
+    reserved key C(@failback) (generation, updated_at, updated_by, default), which no DAG id can use.'
   - The map's C(updated_at) is UTC in ISO 8601 with a C(Z) suffix.
+  - Invalid input fails before anything is written, with a message naming the bad entry.
+  - The file is written under a lock on its directory, after checking again that it did not change since it was read
+    (with O(content), that it holds no newer map), and replaced atomically (temporary file, fsync, rename). A symbolic
+    link as map file is followed. A replaced file keeps its mode and a new one gets C(0644), unless O(mode) is given
+    (the umask is not used).
+  - The placement rules live in the collection's C(placement) module_utils, shared with the guard that runs inside Airflow.
 seealso:
+  - module: failback.airflow.placement_publish
+  - module: failback.airflow.placement_failover
   - name: Placement map format
     description: The README section on the placement map.
     link: https://github.com/failback/airflow#the-placement-map
@@ -176,7 +188,7 @@ generation:
   type: int
   sample: 7
 before:
-  description: The map before the task as data (C(@failback) metadata plus one DAG id to installation entry per DAG); null if the file did not exist.
+  description: The map before the task as data (C(@failback) metadata plus one DAG id to installation entry per DAG); V(null) if the file did not exist.
   returned: always
   type: dict
   sample: {"@failback": {"generation": 6}, "sales_daily": "server-1"}
@@ -186,12 +198,12 @@ after:
   type: dict
   sample: {"@failback": {"generation": 7, "updated_at": "2026-11-21T10:00:00Z", "updated_by": "alice@ctl"}, "sales_daily": "server-2"}
 changed_dags:
-  description: DAGs whose owner changed, with the old and new owner (null means no owner); C(@default) is the default owner.
+  description: DAGs whose owner changed, with the old and new owner (V(null) means no owner); C(@default) is the default owner.
   returned: always
   type: dict
   sample: {"sales_daily": {"from": "server-1", "to": "server-2"}}
 owners:
-  description: Owner of each DAG in O(query), after the task (null when no installation owns it).
+  description: Owner of each DAG in O(query), after the task (V(null) when no installation owns it).
   returned: when O(query) is given
   type: dict
   sample: {"sales_daily": "server-2"}

@@ -11,45 +11,67 @@ module: fleet_lock
 short_description: Lock the controller's placement map for the rest of this playbook run
 version_added: "0.2.0"
 description:
-  - Takes the fleet lock, an exclusive lock next to the controller's placement map (C(placement.yml) gets
-    C(placement.lock) beside its real path), so that only one C(site.yml), C(publish.yml) or C(failover.yml)
-    changes or publishes a map at a time.
-  - The lock lives as long as the C(ansible-playbook) run that took it and ends with it, however the run ends
-    (success, failure, Ctrl-C or C(kill -9)); a small holder process keeps it and exits with the run.
-  - A second run is refused with a message that names the holder (user, host, process, playbook, the extra vars
-    it was given by name only, and since when). Taking the lock again in the same run changes nothing.
-  - Runs on the controller only; nothing is sent to the managed hosts.
+  - Takes the fleet lock, an exclusive lock next to the controller's placement map, so that only one C(site.yml),
+    C(publish.yml) or C(failover.yml) changes or publishes a map at a time.
+  - The lock lasts as long as the C(ansible-playbook) run that took it. Another run is refused with a message that
+    names the holder.
 author:
   - Failback Airflow Maintainers (@failback)
 options:
   path:
-    description: The controller's placement map; the lock file is created next to its real path.
+    description:
+      - The controller's placement map. The lock file is created next to its real path (C(placement.yml) gets
+        C(placement.lock)), so every inventory that links to one map shares one lock.
+      - The directory of the map must exist.
     type: path
     required: true
   playbook:
-    description: Name of the playbook recorded in the lock (default the first C(.yml) of the command line).
+    description:
+      - Name of the playbook recorded in the lock.
+      - When empty, the last C(.yml) or C(.yaml) argument of the C(ansible-playbook) command line is used.
     type: str
     default: ""
+extends_documentation_fragment:
+  - failback.airflow.attributes
+  - failback.airflow.attributes.actiongroup_failback
+  - failback.airflow.attributes.flow
+  - failback.airflow.attributes.platform
 attributes:
   action:
     support: full
-    description: Implemented as an action plugin; it runs on the controller.
+    details:
+      - The module is an action plugin only. It runs on the controller, whatever the host of the task; nothing is sent
+        to the managed hosts.
+  async:
+    support: none
   check_mode:
     support: full
-    description: In check mode the lock is not taken (a check run changes nothing); the current holder is returned.
+    details:
+      - In check mode the lock is not taken, so a check run does not keep other runs out; RV(holder) is the record in the
+        lock file.
   diff_mode:
     support: none
-    description: No diff is returned.
+    details:
+      - No diff is returned.
   idempotent:
     support: full
-    description: Taking the lock twice in one run is a no-op; the lock is never reported as a change.
+    details:
+      - The module never reports a change, also when it takes the lock. Taking the lock again in the same run returns
+        the current holder.
   platform:
     support: full
     platforms: posix
-    description: POSIX hosts.
-    details: Needs C(flock) and C(/proc) on the controller (Linux); keep the controller's map on a local filesystem.
+    details:
+      - Needs C(flock) and C(/proc) on the controller (Linux); keep the controller's map on a local filesystem.
 notes:
+  - A small holder process keeps the lock and exits with the run, however the run ends (success, failure, Ctrl-C or
+    C(kill -9)), and at the latest after 12 hours.
+  - The refusal names the holder - user, host, process, playbook, the extra vars it was given (by name only) and since
+    when. When the holder is a run on this machine that has just ended, the module waits a few seconds for its lock
+    to be released.
   - C(flock) is not reliable on every network filesystem; keep the controller's map on a local disk.
+seealso:
+  - module: failback.airflow.placement_failover
 """
 
 EXAMPLES = r"""
@@ -67,7 +89,10 @@ path:
   type: str
   sample: /srv/inventory/placement.lock
 holder:
-  description: The record of the run that holds the lock (this run when it was taken).
+  description:
+    - The record of the run that holds the lock (this run when it was taken).
+    - In check mode, the record in the lock file (the last run that took the lock, which may have ended), or V(null)
+      when there is none.
   returned: always
   type: dict
   sample: {holder: "alice@ctl", host: ctl, pid: 4711, playbook: failover.yml,

@@ -11,20 +11,15 @@ module: placement_failover
 short_description: Plan, commit and finish a failover in the controller's placement map
 version_added: "0.2.0"
 description:
-  - The controller's side of C(failover.yml). O(step=plan) validates the request against the controller's map and
-    says what would move, without writing. O(step=commit) writes the new map in one compare-and-swap step (it fails
-    if the map changed since it was read) together with the failover journal. O(step=finish) marks the journal done.
-  - The journal (C(<map stem>.failover.json) next to the map) records the map before and after the failover, so a
-    run that stopped after the commit (killed, or a publish that failed) is resumed by the next run with the same or
-    any other request - the DAGs it moved are still paused where they left and unpaused where they went.
-  - Moving DAGs to the installation that already owns them changes nothing, so the same request can be run again.
-  - Bad input (unknown installations, a DAG list that is a mapping or a number, DAGs owned elsewhere) fails before
-    anything is written, with a message that names the value.
+  - The controller's side of C(failover.yml). It plans moving DAGs to another installation in the controller's
+    placement map, commits the new map together with a failover journal, and marks the failover finished once the
+    installations hold the new map (O(step)).
+  - A failover that stopped after its commit is resumed by the next run, with the same or any other request.
 author:
   - Failback Airflow Maintainers (@failback)
 options:
   path:
-    description: The controller's placement map.
+    description: The controller's placement map. It must exist.
     type: path
     required: true
   installations:
@@ -33,7 +28,12 @@ options:
     elements: str
     required: true
   step:
-    description: What to do.
+    description:
+      - V(plan) validates the request against the controller's map and returns what would move, without writing.
+      - V(commit) writes the new map in one compare-and-swap step (it fails if the map changed since it was read),
+        together with the failover journal.
+      - V(finish) checks with O(publish_plan) that every reachable installation holds the new map, returns the summary
+        in RV(msg) and marks the journal done.
     type: str
     choices: [plan, commit, finish]
     default: plan
@@ -42,11 +42,15 @@ options:
     type: raw
     required: true
   source:
-    description: Move every DAG this installation owns (and the default owner role, if it has it).
+    description:
+      - Move every DAG this installation owns (and the default owner role, if it has it).
+      - O(source), O(dags) or both are required; an empty value counts as not given.
     type: raw
     aliases: [from]
   dags:
-    description: DAG ids to move, a list or a comma-separated string; with O(source), each must be owned by it or already by O(to).
+    description:
+      - DAG ids to move, a list or a comma-separated string.
+      - With O(source), each must be owned by it or already by O(to); without it, each must have an owner.
     type: raw
   planned:
     description:
@@ -55,7 +59,7 @@ options:
     type: dict
   publish_plan:
     description:
-      - O(step=finish) - the publishing plan (C(failback.airflow.placement_publish_plan)); with the
+      - O(step=finish) - the publishing plan (P(failback.airflow.placement_publish_plan#filter)); with the
         C(airflow_placement_published) facts of the installations it tells whether every reachable one holds the map.
       - The step fails, after printing the summary, when one does not or when the plan blocked one.
     type: dict
@@ -63,23 +67,44 @@ options:
   updated_by:
     description: Who makes the change, recorded in the map. Defaults to C(user@host) of the controller.
     type: str
+extends_documentation_fragment:
+  - failback.airflow.attributes
+  - failback.airflow.attributes.actiongroup_failback
+  - failback.airflow.attributes.flow
+  - failback.airflow.attributes.platform
 attributes:
   action:
     support: full
-    description: Implemented as an action plugin; it reads and writes files on the controller only.
+    details:
+      - The module is an action plugin only. It reads and writes files on the controller only, whatever the host of the task.
+  async:
+    support: none
   check_mode:
     support: full
-    description: O(step=commit) returns the change and the diff and writes nothing.
+    details:
+      - O(step=commit) returns the change and the diff and writes nothing.
+      - O(step=finish) reports whether it would mark the journal done and writes nothing.
   diff_mode:
-    support: full
-    description: O(step=commit) shows the controller's map before and after.
+    support: partial
+    details:
+      - O(step=commit) shows the controller's map before and after, when it changes.
+      - O(step=finish) marks the journal done without a diff.
   idempotent:
     support: full
-    description: A failover that already happened moves nothing and writes nothing.
+    details:
+      - A failover that already happened moves nothing and writes nothing; O(step=finish) marks a journal done once.
   platform:
     support: full
     platforms: posix
-    description: POSIX hosts.
+    details:
+      - Runs on the controller.
+notes:
+  - The journal (C(<map stem>.failover.json) next to the map) records the map before and after the failover. A run that
+    stopped after the commit (killed, or a publish that failed) is resumed by the next run - the DAGs it moved are still
+    paused where they left and unpaused where they went. The journal is written before the map.
+  - Moving DAGs to the installation that already owns them changes nothing, so the same request can be run again.
+  - Bad input (unknown installations, a DAG list that is a mapping or a number, DAGs owned elsewhere) fails before
+    anything is written, with a message that names the value.
 seealso:
   - module: failback.airflow.dag_placement
   - module: failback.airflow.fleet_lock
@@ -120,7 +145,7 @@ generation:
   type: int
   sample: 7
 commit:
-  description: Whether the controller's map changes.
+  description: Whether the controller's map changes (is written with O(step=commit)).
   returned: success
   type: bool
   sample: true
@@ -146,7 +171,7 @@ stale_journal:
   type: dict
   sample: null
 msg:
-  description: "O(step=finish) - the summary, e.g. C(moved 2: sales_daily, sales_hourly -> server-2; placement map generation 8)."
+  description: "O(step=finish) - the summary, for example C(moved 2: sales_daily, sales_hourly -> server-2; placement map generation 8)."
   returned: with O(step=finish)
   type: str
   sample: "moved 1: sales_daily -> server-2; placement map generation 8"

@@ -8,34 +8,43 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: placement_publish
-short_description: Publish a placement map to an installation in one step, or read what it holds
+short_description: Publish a placement map to an installation, or read what it holds
 version_added: "0.2.0"
 description:
-  - O(state=present) publishes a placement map to an installation's map file in one step, under a lock on its
-    directory - validate the map, compare it with the generation the installation holds (an older map never
-    replaces a newer one, nor a different map of the same generation), replace the file atomically, lift the
-    fence marker next to it - and returns what the installation holds afterwards.
-  - O(state=read) returns what the installation holds (map, generation, fence) and changes nothing.
-  - O(state=fenced) writes the fence marker (every task of every DAG fails there until the current map is
-    published again), for example on an old owner whose map could not be replaced.
-  - The collection's playbooks publish revoke first across the fleet (see C(failback.airflow.placement_publish_plan));
+  - Publishes a placement map to an installation's map file in one step, reads what the installation holds, or fences
+    the installation so that it runs no task (O(state)).
+  - The collection's playbooks publish revoke first across the fleet (see P(failback.airflow.placement_publish_plan#filter));
     this module is the step on one installation.
 author:
   - Failback Airflow Maintainers (@failback)
+requirements:
+  - PyYAML on the host that runs the module.
 extends_documentation_fragment:
   - ansible.builtin.files
+  - failback.airflow.attributes
+  - failback.airflow.attributes.actiongroup_failback
+  - failback.airflow.attributes.platform
 options:
   path:
-    description: The installation's map file (its directory is mounted into the Airflow containers).
+    description:
+      - The installation's map file (its directory is mounted into the Airflow containers).
+      - A missing directory is created (mode C(0755)) with O(state=present) and O(state=fenced).
     type: path
     required: true
   state:
-    description: What to do.
+    description:
+      - V(present) publishes O(content) under a lock on the map's directory - validate the map, compare it with the
+        generation the installation holds (an older map never replaces a newer one, nor a different map of the same
+        generation), replace the file atomically, lift the fence marker next to it (O(lift_fence)) - and returns what
+        the installation holds afterwards. A file that holds no valid map is replaced, with a warning.
+      - V(read) returns what the installation holds (map, generation, fence) and changes nothing.
+      - V(fenced) writes the fence marker (every task of every DAG fails there until the current map is published
+        again), for example on an old owner whose map could not be replaced. An existing marker is kept.
     type: str
     choices: [present, read, fenced]
     default: present
   content:
-    description: O(state=present) - the map to publish, as YAML text or data.
+    description: O(state=present) - the map to publish, as YAML text or data. Required with O(state=present).
     type: raw
   installations:
     description: The known installation names; every owner in O(content) must be one of them.
@@ -51,20 +60,27 @@ options:
     default: fenced by the controller
 attributes:
   check_mode:
-    support: full
-    description: Reports what would be written and whether the fence would change, and writes nothing.
+    support: partial
+    details:
+      - Reports what would be written and whether the fence would change, and writes nothing.
+      - A change of only the owner, group or mode of the map file is not predicted in check mode.
   diff_mode:
     support: full
-    description: The map text before and after (maps hold no secrets).
+    details:
+      - The map text before and after, with the fence marker as a comment (maps hold no secrets). O(state=read) returns no diff.
+      - Changes of the file's owner, group or mode are not part of the diff.
   idempotent:
     support: full
-    description: Publishing the map an installation holds changes nothing.
+    details:
+      - Publishing the map an installation holds, or fencing a fenced installation, changes nothing.
   platform:
     support: full
     platforms: posix
-    description: POSIX hosts.
+    details:
+      - Runs on any POSIX host with Python and PyYAML (it locks the map's directory with C(flock)).
 notes:
   - Readers (the guard) need no lock, the file is replaced by a rename. A symbolic link as map file is followed.
+  - A replaced map file keeps its mode and a new one gets C(0644), unless O(mode) is given (the umask is not used).
 seealso:
   - module: failback.airflow.dag_placement
 """
@@ -94,12 +110,12 @@ exists:
   type: bool
   sample: true
 generation:
-  description: Generation the installation holds after the task (null without a map).
+  description: Generation the installation holds after the task (V(null) without a map).
   returned: always
   type: int
   sample: 7
 map:
-  description: The map the installation holds after the task, as data (null without a map).
+  description: The map the installation holds after the task, as data (V(null) without a map).
   returned: always
   type: dict
   sample: {"@failback": {"generation": 7}, "sales_daily": "server-2"}
@@ -114,17 +130,17 @@ written:
   type: bool
   sample: true
 fenced:
-  description: The fence marker's text after the task, or null when the installation is not fenced.
+  description: The fence marker's text after the task, or V(null) when the installation is not fenced.
   returned: always
   type: str
   sample: null
 fence_changed:
-  description: Whether the fence was lifted or written.
+  description: Whether the fence was (or in check mode would be) lifted or written.
   returned: always
   type: bool
   sample: true
 invalid:
-  description: Why the file holds no valid map (the guard fails closed there), or null.
+  description: Why the file holds no valid map (the guard fails closed there), or V(null).
   returned: always
   type: str
   sample: null
