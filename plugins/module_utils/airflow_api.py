@@ -88,24 +88,27 @@ def select_moved(before, after, installation, dag_ids, direction):
 
     Candidates are *dag_ids* (the DAGs the installation knows) plus every DAG listed in either
     map, so a listed DAG the installation has not parsed yet is still selected (and reported
-    missing by :func:`plan_pause`). Owners come from the maps' entries or, for DAGs not listed,
-    from their default owner, so a moved default moves every unlisted known DAG with it.
+    missing by :func:`plan_pause`); see placement.installation_changes.
     """
     if direction not in ("away", "here"):
         raise ValueError("direction must be 'away' or 'here', got %r" % (direction,))
-    old_map = _as_map(before, "placement map before the failover")
-    new_map = _as_map(after, "placement map after the failover")
-    placement.check_installation_name(installation, where="installation")
-    selected = []
-    for dag_id in sorted(set(dag_ids) | set(old_map.dags) | set(new_map.dags)):
-        old, new = old_map.owner(dag_id), new_map.owner(dag_id)
-        if old == new:
-            continue
-        if direction == "away" and old == installation:
-            selected.append(dag_id)
-        elif direction == "here" and new == installation:
-            selected.append(dag_id)
-    return selected
+    changes = placement.installation_changes(_as_map(before, "placement map before the failover"),
+                                             _as_map(after, "placement map after the failover"), installation, dag_ids)
+    return changes["lost" if direction == "away" else "gained"]
+
+
+def password_from_file(path, username):
+    """The password of *username* in a JSON file ``{user: password}`` (the simple auth manager's file)."""
+    try:
+        with open(path, "r") as handle:
+            passwords = json.load(handle)
+    except (IOError, OSError) as exc:
+        raise AirflowApiError("cannot read the passwords file %s: %s" % (path, getattr(exc, "strerror", exc)))
+    except ValueError:
+        raise AirflowApiError("the passwords file %s is not JSON" % path)
+    if not isinstance(passwords, dict) or not isinstance(passwords.get(username), str):
+        raise AirflowApiError("the passwords file %s has no password for user %r" % (path, username))
+    return passwords[username]
 
 
 def plan_pause(current, wanted_paused, dag_ids):

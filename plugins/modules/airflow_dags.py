@@ -8,64 +8,97 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: airflow_dags
-short_description: Pause or unpause DAGs of an Airflow 3 installation through its REST API
+short_description: Pause or unpause DAGs of an Airflow 3 installation
 version_added: "0.1.0"
 description:
-  - Sets C(is_paused) of DAGs through the Airflow 3 REST API (C(/api/v2/dags)), after logging in
-    at C(/auth/token).
-  - The DAGs are listed in I(dag_ids), or chosen from two placement maps as the DAGs this
-    installation lost (I(moved=away)) or gained (I(moved=here)) - including DAGs owned only
-    through the map's default owner, which is why the installation's own DAG list is read.
-  - Only DAGs whose state differs are changed; DAGs the installation does not know are reported
-    in RV(missing) and left alone.
+  - Pauses or unpauses DAGs of an Airflow 3 installation through its REST API.
+  - The DAGs are named in O(dag_ids), or chosen from two placement maps as the DAGs this installation lost
+    or gained (O(moved)).
 author:
   - Failback Airflow Maintainers (@failback)
 options:
   username:
-    description: User to log in with.
+    description: User to log in with (at C(/auth/token)).
     type: str
     required: true
   password:
-    description: Password of I(username).
+    description:
+      - Password of O(username).
+      - One of O(password) and O(password_file) is required.
     type: str
-    required: true
+  password_file:
+    description:
+      - Path, on the host that runs the module, of a JSON file that maps user names to passwords (the simple auth
+        manager's passwords file); the password of O(username) is read from it, so it never passes through Ansible.
+    type: path
   paused:
-    description: The wanted state.
+    description:
+      - The wanted state, set as C(is_paused) through C(/api/v2/dags).
+      - Only DAGs whose state differs are changed. Selected DAGs the installation does not know (not parsed
+        yet, or not deployed here) are left alone and reported in RV(missing).
     type: bool
     required: true
   dag_ids:
-    description: DAGs to change. Mutually exclusive with I(moved).
+    description:
+      - DAGs to change.
+      - Mutually exclusive with O(moved); one of the two is required.
     type: list
     elements: str
   moved:
     description:
-      - Choose the DAGs from I(map_before) and I(map_after) - C(away) the DAGs I(installation)
-        owned before and no longer owns, C(here) the DAGs it owns now and did not own before.
+      - Choose the DAGs from O(map_before) and O(map_after).
+      - V(away) selects the DAGs O(installation) owned before and no longer owns, V(here) the DAGs it owns now
+        and did not own before.
+      - The owner of a DAG is its entry in the map or, for a DAG the map does not list, the map's default owner.
+        So the installation's own DAG list is read as well, and a moved default owner moves every DAG the
+        installation knows that the maps do not list.
+      - Requires O(map_before), O(map_after) and O(installation). Mutually exclusive with O(dag_ids).
     type: str
     choices: [away, here]
   map_before:
-    description: The placement map before the change (data as returned by C(failback.airflow.dag_placement), or YAML text).
+    description:
+      - The placement map before the change, as data (for example RV(failback.airflow.dag_placement#module:after))
+        or as YAML text.
+      - Required with O(moved).
     type: raw
   map_after:
-    description: The placement map after the change.
+    description:
+      - The placement map after the change, in the same forms as O(map_before).
+      - Required with O(moved).
     type: raw
   installation:
-    description: This installation's name (its inventory hostname).
+    description:
+      - This installation's name (its inventory hostname), as used in the maps.
+      - Required with O(moved).
     type: str
 extends_documentation_fragment:
   - failback.airflow.api
+  - failback.airflow.attributes
+  - failback.airflow.attributes.actiongroup_failback
+  - failback.airflow.attributes.platform
 attributes:
   check_mode:
     support: full
-    description: Reads the current states and reports what would change without changing it.
+    details:
+      - Logs in and reads the current states, then reports what would change without changing it.
   diff_mode:
     support: full
-    description: Returns the paused state of the selected DAGs before and after.
+    details:
+      - The diff lists the selected DAGs the installation knows, each V(paused) or V(active), before and after.
   idempotent:
     support: full
-    description: DAGs already in the wanted state are not changed; a second run reports no change.
+    details:
+      - DAGs already in the wanted state are not changed.
+  platform:
+    support: full
+    platforms: posix
+    details:
+      - Needs only Python on the host that runs it, which must reach O(url).
 notes:
   - Run it on the server itself when the API server is published on 127.0.0.1 only.
+seealso:
+  - module: failback.airflow.dag_placement
+  - module: failback.airflow.airflow_health
 """
 
 EXAMPLES = r"""
@@ -125,7 +158,8 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             username=dict(type="str", required=True),
-            password=dict(type="str", required=True, no_log=True),
+            password=dict(type="str", no_log=True),
+            password_file=dict(type="path"),
             paused=dict(type="bool", required=True),
             dag_ids=dict(type="list", elements="str"),
             moved=dict(type="str", choices=["away", "here"]),
@@ -134,15 +168,18 @@ def main():
             installation=dict(type="str"),
             **airflow_api.CONNECTION_ARGUMENT_SPEC,
         ),
-        mutually_exclusive=[("dag_ids", "moved")],
-        required_one_of=[("dag_ids", "moved")],
+        mutually_exclusive=[("dag_ids", "moved"), ("password", "password_file")],
+        required_one_of=[("dag_ids", "moved"), ("password", "password_file")],
         required_by={"moved": ("map_before", "map_after", "installation")},
         supports_check_mode=True,
     )
     params = module.params
     client = airflow_api.Client(params["url"], make_transport(params["validate_certs"]), params["request_timeout"])
     try:
-        client.login(params["username"], params["password"])
+        password = params["password"]
+        if password is None:
+            password = airflow_api.password_from_file(params["password_file"], params["username"])
+        client.login(params["username"], password)
         current = client.dags()
         if params["moved"]:
             selected = airflow_api.select_moved(params["map_before"], params["map_after"], params["installation"],
