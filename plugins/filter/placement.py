@@ -95,6 +95,19 @@ def placement_publish_plan(new, hostvars, installations, force=False, known=None
     return plan
 
 
+@_wrap
+def placement_changes(before, after, installation, dag_ids=None):
+    """What *installation* loses and gains between two maps (placement.installation_changes)."""
+    return placement.installation_changes(_as_map(before, source="map before"), _as_map(after, source="map after"),
+                                          installation, dag_ids or [])
+
+
+@_wrap
+def placement_owns_any(value, installation):
+    """Whether *installation* owns at least one DAG of the map (listed, or as its default owner)."""
+    return placement.owns_any(_as_map(value), installation)
+
+
 class FilterModule(object):
     def filters(self):
         return {
@@ -104,4 +117,6 @@ class FilterModule(object):
             "placement_generation": placement_generation,
             "placement_publish_needed": placement_publish_needed,
             "placement_publish_plan": placement_publish_plan,
+            "placement_changes": placement_changes,
+            "placement_owns_any": placement_owns_any,
         }

@@ -590,6 +590,40 @@ def changes(before, after):
     return result
 
 
+def owns_any(pmap, installation):
+    """Whether *installation* owns at least one DAG in *pmap* (listed, or as its default owner)."""
+    return pmap.default == installation or installation in pmap.dags.values()
+
+
+def installation_changes(before, after, installation, dag_ids=()):
+    """What *installation* loses and gains between map *before* and map *after*.
+
+    Candidates are *dag_ids* (for example the DAGs the installation parses, or the DAGs of its
+    running task pods) plus every DAG either map lists; owners come from the entries or, for DAGs
+    a map does not list, from its default owner.  Returns a dict:
+
+    * ``lost`` / ``gained``: sorted DAG ids it owned before and not after / after and not before;
+    * ``lost_default`` / ``gained_default``: whether it stops / starts being the default owner
+      (every DAG no map lists moves with it);
+    * ``owns_any_after``: whether it owns anything at all after.
+    """
+    check_installation_name(installation, where="installation")
+    lost, gained = [], []
+    for dag_id in sorted(set(dag_ids) | set(before.dags) | set(after.dags)):
+        old, new = before.owner(dag_id), after.owner(dag_id)
+        if old == installation and new != installation:
+            lost.append(dag_id)
+        elif new == installation and old != installation:
+            gained.append(dag_id)
+    return {
+        "lost": lost,
+        "gained": gained,
+        "lost_default": before.default == installation and after.default != installation,
+        "gained_default": after.default == installation and before.default != installation,
+        "owns_any_after": owns_any(after, installation),
+    }
+
+
 def utc_now():
     return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 

@@ -13,8 +13,8 @@ NEW = '"@failback": {generation: 3}\ndag_a: server-2\n'
 
 def test_filters_are_registered():
     assert sorted(f.FilterModule().filters()) == [
-        "placement_dump", "placement_generation", "placement_owner", "placement_parse", "placement_publish_needed",
-        "placement_publish_plan"]
+        "placement_changes", "placement_dump", "placement_generation", "placement_owner", "placement_owns_any",
+        "placement_parse", "placement_publish_needed", "placement_publish_plan"]
 
 
 def test_parse_dump_owner_generation():
@@ -45,3 +45,34 @@ def test_errors_become_filter_errors(call, message):
     with pytest.raises(AnsibleFilterError) as err:
         call()
     assert message in str(err.value)
+
+
+BEFORE = {"@failback": {"generation": 1, "default": "k8s"}, "a": "s1", "b": "s2"}
+AFTER = {"@failback": {"generation": 2, "default": "s1"}, "a": "s2", "b": "s2"}
+
+
+@pytest.mark.parametrize("installation, dag_ids, expected", [
+    ("s1", [], {"lost": ["a"], "gained": [], "lost_default": False, "gained_default": True, "owns_any_after": True}),
+    ("s1", ["unlisted"], {"lost": ["a"], "gained": ["unlisted"], "lost_default": False, "gained_default": True,
+                          "owns_any_after": True}),
+    ("k8s", ["unlisted"], {"lost": ["unlisted"], "gained": [], "lost_default": True, "gained_default": False,
+                           "owns_any_after": False}),
+    ("s2", [], {"lost": [], "gained": ["a"], "lost_default": False, "gained_default": False, "owns_any_after": True}),
+])
+def test_placement_changes(installation, dag_ids, expected):
+    assert f.placement_changes(BEFORE, AFTER, installation, dag_ids) == expected
+
+
+def test_placement_owns_any():
+    assert f.placement_owns_any(AFTER, "s1") and f.placement_owns_any(AFTER, "s2")
+    assert not f.placement_owns_any(AFTER, "k8s")
+
+
+def test_airflow_health_problems_filter():
+    from ansible_collections.failback.airflow.plugins.filter import airflow
+
+    report = {"metadatabase": {"status": "healthy"}, "scheduler": {"status": "unhealthy",
+                                                                   "latest_scheduler_heartbeat": "t"}}
+    assert airflow.airflow_health_problems(report, ["metadatabase", "scheduler"]) == {
+        "scheduler": "status unhealthy, last heartbeat t"}
+    assert "triggerer" in airflow.airflow_health_problems(report)
