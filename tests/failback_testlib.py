@@ -16,17 +16,23 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GUARD_SRC = os.path.join(REPO, "roles", "airflow_placement", "files", "airflow")
-RULES_SRC = os.path.join(REPO, "plugins", "module_utils", "placement.py")
-GUARD_FILES = ("airflow_local_settings.py", "failback_guard.py", "failback_operators.py")
+PLACEMENT_ROLE = os.path.join(REPO, "roles", "airflow_placement")
+
+
+def guard_files():
+    """The guard's files, name -> source path: the airflow_placement role's own list."""
+    import yaml
+
+    with open(os.path.join(PLACEMENT_ROLE, "vars", "main.yml")) as handle:
+        files = yaml.safe_load(handle)["_airflow_placement_guard_files"]
+    return dict((name, os.path.normpath(os.path.join(PLACEMENT_ROLE, source))) for name, source in files.items())
 
 
 def build_guard_dir(dest):
-    """Lay the guard out as the airflow_placement role does: its files plus failback_placement.py."""
+    """Lay the guard out as the airflow_placement role does."""
     os.makedirs(dest, exist_ok=True)
-    for name in GUARD_FILES:
-        shutil.copyfile(os.path.join(GUARD_SRC, name), os.path.join(dest, name))
-    shutil.copyfile(RULES_SRC, os.path.join(dest, "failback_placement.py"))
+    for name, source in guard_files().items():
+        shutil.copyfile(source, os.path.join(dest, name))
     return dest
 
 
