@@ -74,6 +74,17 @@ RENDER = """
     - {role}/defaults/main.yml
     - {role}/vars/main.yml
   tasks:
+    - name: Lay the installation out as the role does
+      ansible.builtin.include_role:
+        name: failback.airflow.airflow_server
+        tasks_from: layout
+
+    - name: Load what the credentials and placement roles publish for the containers
+      ansible.builtin.include_role:
+        name: "failback.airflow.{{{{ item }}}}"
+        tasks_from: contract
+      loop: [airflow_credentials, airflow_placement]
+
     - name: Render the variants
       ansible.builtin.template:
         src: {role}/templates/{{{{ item.0 }}}}
@@ -84,7 +95,7 @@ RENDER = """
         airflow_server_airflow_image: localhost/failback/airflow:3.3.2
         airflow_server_postgres_image: localhost/failback/postgres:15
         airflow_server_engine_environment: {{CONTAINERS_CONF: /etc/x.conf}}
-        _airflow_server_guard_hash: "{{{{ item.1.guard | default('g1') }}}}"
+        _airflow_server_guard_checksum: "{{{{ item.1.guard | default('g1') }}}}"
         airflow_server_api_port: "{{{{ item.1.port | default(8080) }}}}"
         airflow_server_engine: "{{{{ item.1.engine | default('podman') }}}}"
         airflow_server_postgres_enabled: "{{{{ item.1.postgres | default(true) }}}}"
