@@ -466,7 +466,7 @@ def dump_map(pmap):
     """
     check_text(pmap.updated_at, "updated_at")
     check_text(pmap.updated_by, "updated_by")
-    lines = [_HEADER.rstrip("\n"), _quote(META_KEY) + ":"]
+    lines = ["---", _HEADER.rstrip("\n"), _quote(META_KEY) + ":"]
     lines.append("  generation: %d" % pmap.generation)
     if pmap.updated_at is not None:
         lines.append("  updated_at: %s" % _quote(pmap.updated_at))
