@@ -374,34 +374,3 @@ def test_bad_settings_fail_before_anything_is_written(tmp_path, extra, message):
     assert run.rc != 0, run
     assert message in run.text(), run
     assert not os.path.exists(os.path.join(str(tmp_path), "k8s-prod", "manifests")), os.listdir(str(tmp_path / "k8s-prod"))
-
-
-# --------------------------------------------------------------------------- failover plan
-
-
-MAP_BEFORE = {"@failback": {"generation": 4, "default": "k8s-prod"}, "a": "k8s-prod", "b": "server-1", "c": "k8s-standby"}
-
-
-@pytest.mark.parametrize("after,prod,standby", [
-    # a moves away from k8s-prod; it keeps the default (unlisted DAGs).
-    ({"@failback": {"generation": 5, "default": "k8s-prod"}, "a": "server-1", "b": "server-1", "c": "k8s-standby"},
-     {"lost": ["a"], "gained": [], "lost_default": False, "owns_any_after": True},
-     {"lost": [], "gained": [], "lost_default": False, "owns_any_after": True}),
-    # everything of k8s-prod (listed and default) moves to k8s-standby: k8s-prod owns nothing after.
-    ({"@failback": {"generation": 5, "default": "k8s-standby"}, "a": "k8s-standby", "b": "server-1", "c": "k8s-standby"},
-     {"lost": ["a"], "gained": [], "lost_default": True, "owns_any_after": False},
-     {"lost": [], "gained": ["a"], "gained_default": True, "owns_any_after": True}),
-    # c moves from k8s-standby to k8s-prod.
-    ({"@failback": {"generation": 5, "default": "k8s-prod"}, "a": "k8s-prod", "b": "server-1", "c": "k8s-prod"},
-     {"lost": [], "gained": ["c"], "gained_default": False, "owns_any_after": True},
-     {"lost": ["c"], "gained": [], "owns_any_after": False}),
-])
-def test_failover_changes(tmp_path, after, prod, standby):
-    run = run_playbook(os.path.join(KUBE, "failover_changes.yml"), INVENTORY,
-                       extra_vars={"before": MAP_BEFORE, "after": after, "out_dir": str(tmp_path)})
-    assert run.rc == 0, run
-    for host, expected in (("k8s-prod", prod), ("k8s-standby", standby)):
-        with open(os.path.join(str(tmp_path), host + ".json")) as handle:
-            got = json.load(handle)
-        for key, value in expected.items():
-            assert got[key] == value, (host, key, got)

@@ -96,7 +96,7 @@ def test_dump_is_sorted_stable_and_round_trips():
     pmap = p.PlacementMap({"b": "server-2", "a": "server-1", "c": "k8s-prod"}, 4, "2026-01-01T00:00:00Z", "me", "server-1")
     text = p.dump_map(pmap)
     assert text == p.dump_map(p.parse_map(text))
-    body = [line for line in text.splitlines() if not line.startswith(("#", " ", '"@'))]
+    body = [line for line in text.splitlines() if not line.startswith(("#", " ", '"@', "---"))]
     assert body == ['a: "server-1"', 'b: "server-2"', 'c: "k8s-prod"']
 
 
@@ -284,3 +284,39 @@ def test_read_map_file(tmp_path):
     assert p.read_map_file(str(path)).dags == {"a": "server-1"}
     with pytest.raises(p.PlacementError, match="cannot read placement map"):
         p.read_map_file(str(tmp_path))
+
+
+# ----------------------------------------------------------------------------- one installation's changes
+# (what the Kubernetes role's failover hooks revoke and grant; it used to be a Jinja loop)
+
+
+MAP_BEFORE = p.PlacementMap({"a": "k8s-prod", "b": "server-1", "c": "k8s-standby"}, 4, default="k8s-prod")
+
+
+@pytest.mark.parametrize("after,prod,standby", [
+    # a moves away from k8s-prod; it keeps the default (unlisted DAGs).
+    (p.PlacementMap({"a": "server-1", "b": "server-1", "c": "k8s-standby"}, 5, default="k8s-prod"),
+     {"lost": ["a"], "gained": [], "lost_default": False, "owns_any_after": True},
+     {"lost": [], "gained": [], "lost_default": False, "owns_any_after": True}),
+    # everything of k8s-prod (listed and default) moves to k8s-standby: k8s-prod owns nothing after.
+    (p.PlacementMap({"a": "k8s-standby", "b": "server-1", "c": "k8s-standby"}, 5, default="k8s-standby"),
+     {"lost": ["a"], "gained": [], "lost_default": True, "owns_any_after": False},
+     {"lost": [], "gained": ["a"], "gained_default": True, "owns_any_after": True}),
+    # c moves from k8s-standby to k8s-prod.
+    (p.PlacementMap({"a": "k8s-prod", "b": "server-1", "c": "k8s-prod"}, 5, default="k8s-prod"),
+     {"lost": [], "gained": ["c"], "gained_default": False, "owns_any_after": True},
+     {"lost": ["c"], "gained": [], "owns_any_after": False}),
+])
+def test_installation_changes(after, prod, standby):
+    for host, expected in (("k8s-prod", prod), ("k8s-standby", standby)):
+        got = p.installation_changes(MAP_BEFORE, after, host)
+        for key, value in expected.items():
+            assert got[key] == value, (host, key, got)
+
+
+def test_installation_changes_counts_the_dags_an_installation_knows_through_the_default():
+    after = p.PlacementMap({"a": "k8s-standby"}, 5, default="k8s-standby")
+    got = p.installation_changes(MAP_BEFORE, after, "k8s-prod", dag_ids=["unlisted_1", "c"])
+    assert got["lost"] == ["a", "unlisted_1"] and got["lost_default"]
+    # b was server-1's and is not listed any more: it goes with the default too.
+    assert p.installation_changes(MAP_BEFORE, after, "k8s-standby", dag_ids=["unlisted_1"])["gained"] == ["a", "b", "unlisted_1"]
