@@ -70,6 +70,7 @@ lint: setup
 	$(BIN)/yamllint --strict .
 	$(BIN)/ansible-lint --profile production
 	$(BIN)/antsibull-changelog lint
+	$(BIN)/python docs/role_reference.py --check
 
 # ansible-test needs the collection under an ansible_collections/NAMESPACE/NAME path. It
 # bootstraps pip in its test virtualenvs with a script from ci-files.testing.ansible.com; where
