@@ -26,7 +26,17 @@ allowed in Airflow DAG ids), so flat-form readers keep working::
       updated_at: "2026-11-21T10:00:00Z"
       updated_by: "alice@controller"
       default: "server-1.tld"      # optional owner of DAGs not listed
+      handovers:                   # written by failovers: who owns the runs due before a move
+        dag_1:
+          - {at: "2026-11-21T10:00:00Z", from: "server-2.tld"}
     dag_1: "server-1.tld"
+
+A DAG *run* belongs to the installation that owned its DAG when the run was due (its
+``run_after``, the same on every installation for a scheduled interval): a move at time T gives
+the new owner the runs due at or after T, while the old owner keeps (and finishes) the runs due
+before T.  ``kept`` lists runs due after T that the old owner had already started when it
+received the map; they stay with it.  Without ``handovers`` every run belongs to the current
+owner.
 
 Python 3.8 compatible (it also runs as Ansible module_utils on targets).
 """
@@ -65,7 +75,10 @@ except ImportError as _exc:  # pragma: no cover - exercised only where PyYAML is
 
 
 META_KEY = "@failback"
-META_FIELDS = ("generation", "updated_at", "updated_by", "default")
+META_FIELDS = ("generation", "updated_at", "updated_by", "default", "handovers")
+HANDOVER_FIELDS = ("at", "from", "kept")
+MAX_HANDOVERS = 8   # per DAG (and for the default owner): older handovers are forgotten
+MAX_KEPT = 100      # runs kept by the old owner in one handover
 FENCE_FILE_NAME = "fence"
 #: Stands for "every DAG the map does not list" (the default owner) in plans and change lists.
 DEFAULT_KEY = "@default"
@@ -191,14 +204,16 @@ def check_installations(installations):
 class PlacementMap(object):
     """An immutable DAG placement map: owners plus generation metadata."""
 
-    __slots__ = ("dags", "generation", "updated_at", "updated_by", "default")
+    __slots__ = ("dags", "generation", "updated_at", "updated_by", "default", "handovers")
 
-    def __init__(self, dags=None, generation=0, updated_at=None, updated_by=None, default=None):
+    def __init__(self, dags=None, generation=0, updated_at=None, updated_by=None, default=None, handovers=None):
         object.__setattr__(self, "dags", dict(dags or {}))
         object.__setattr__(self, "generation", generation)
         object.__setattr__(self, "updated_at", updated_at)
         object.__setattr__(self, "updated_by", updated_by)
         object.__setattr__(self, "default", default)
+        # {dag_id or DEFAULT_KEY: (Handover, ...)} oldest first
+        object.__setattr__(self, "handovers", dict((k, tuple(v)) for k, v in (handovers or {}).items() if v))
 
     def __setattr__(self, key, value):
         raise AttributeError("PlacementMap is immutable")
@@ -221,9 +236,35 @@ class PlacementMap(object):
         """The installation that owns *dag_id*, or None when nobody does."""
         return self.dags.get(dag_id, self.default)
 
+    def history(self, dag_id):
+        """The handovers that decide who owns the older runs of *dag_id*, oldest first."""
+        if dag_id in self.handovers:
+            return self.handovers[dag_id]
+        if dag_id in self.dags or dag_id == DEFAULT_KEY:
+            return ()
+        return self.handovers.get(DEFAULT_KEY, ())
+
+    def owner_at(self, dag_id, due=None):
+        """The installation that owns the run of *dag_id* due at *due* (None: the current owner).
+
+        *due* is the run's ``run_after`` (a datetime, or an ISO 8601 string).
+        """
+        if due is None:
+            return self.owner(dag_id)
+        due = parse_time(due, "due time of the run")
+        for handover in self.history(dag_id):
+            if due < handover.at_time or due in handover.kept_times:
+                return handover.source
+        return self.owner(dag_id)
+
+    def last_handover(self, dag_id):
+        """The latest handover of *dag_id* (or of the default owner for an unlisted DAG), or None."""
+        history = self.history(dag_id)
+        return history[-1] if history else None
+
     def same_placement(self, other):
-        """True when both maps place every DAG identically (metadata ignored)."""
-        return self.dags == other.dags and self.default == other.default
+        """True when both maps place every DAG and every run identically (other metadata ignored)."""
+        return self.dags == other.dags and self.default == other.default and self.handovers == other.handovers
 
     def installations(self):
         """Every installation named by this map."""
@@ -243,6 +284,7 @@ class PlacementMap(object):
             updated_at=self.updated_at,
             updated_by=self.updated_by,
             default=self.default,
+            handovers=self.handovers,
         )
         fields.update(changes)
         return PlacementMap(**fields)
@@ -256,6 +298,8 @@ class PlacementMap(object):
             meta["updated_by"] = self.updated_by
         if self.default is not None:
             meta["default"] = self.default
+        if self.handovers:
+            meta["handovers"] = dict((key, [h.to_data() for h in history]) for key, history in self.handovers.items())
         return meta
 
     def to_data(self):
@@ -263,6 +307,118 @@ class PlacementMap(object):
         data = {META_KEY: self.meta()}
         data.update(self.dags)
         return data
+
+
+def parse_time(value, what="time"):
+    """An aware UTC datetime from a datetime (naive counts as UTC) or an ISO 8601 string."""
+    match = _TIME_RE.match(value.strip()) if isinstance(value, str) else None
+    if isinstance(value, datetime.datetime):
+        parsed = value
+    elif match:
+        year, month, day, hour, minute, second, fraction, zone = match.groups()
+        try:
+            parsed = datetime.datetime(int(year), int(month), int(day), int(hour), int(minute), int(second or 0),
+                                       int((fraction or "0").ljust(6, "0")), tzinfo=datetime.timezone.utc)
+            if zone and zone not in ("Z", "z"):
+                offset = datetime.timedelta(hours=int(zone[1:3]), minutes=int(zone[-2:]))
+                parsed -= offset if zone[0] == "+" else -offset
+        except (ValueError, OverflowError):
+            raise PlacementError("%s %s is not a date and time" % (what, show(value)))
+    else:
+        raise PlacementError(
+            "%s %s is not a date and time: give it in ISO 8601 with a time zone, e.g. 2026-12-01T02:00:00Z"
+            % (what, show(value)))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+    return parsed.astimezone(datetime.timezone.utc)
+
+
+def format_time(value):
+    """The canonical text of a time in the map: UTC, 'Z', microseconds only when there are any."""
+    value = parse_time(value)
+    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    if value.microsecond:
+        text += ".%06d" % value.microsecond
+    return text + "Z"
+
+
+_TIME_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?([Zz]|[+-]\d{2}:?\d{2})?$")
+
+
+class Handover(object):
+    """A move of a DAG (or of the default owner) at time *at* away from installation *source*.
+
+    Runs due before *at*, and the runs due at the times in *kept*, belong to *source*.
+    """
+
+    __slots__ = ("at", "source", "kept", "at_time", "kept_times")
+
+    def __init__(self, at, source, kept=()):
+        object.__setattr__(self, "at", format_time(at))
+        object.__setattr__(self, "source", source)
+        kept_times = sorted(set(parse_time(k, "kept run") for k in kept))
+        object.__setattr__(self, "kept", tuple(format_time(k) for k in kept_times))
+        object.__setattr__(self, "at_time", parse_time(self.at))
+        object.__setattr__(self, "kept_times", frozenset(kept_times))
+
+    def __setattr__(self, key, value):
+        raise AttributeError("Handover is immutable")
+
+    def __eq__(self, other):
+        return isinstance(other, Handover) and self.to_data() == other.to_data()
+
+    def __ne__(self, other):
+        return not self.__eq__(other)
+
+    __hash__ = None
+
+    def __repr__(self):
+        return "Handover(at=%r, source=%r, kept=%d)" % (self.at, self.source, len(self.kept))
+
+    def to_data(self):
+        data = {"at": self.at, "from": self.source}
+        if self.kept:
+            data["kept"] = list(self.kept)
+        return data
+
+
+def _handovers_from_data(value, known, source):
+    """Validate the ``handovers`` metadata: ``{dag_id or '@default': [{at, from, kept?}, ...]}``."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise PlacementError("%s: handovers must be a mapping of DAG id to a list of handovers, got %s"
+                             % (source, type_name(value)))
+    result = {}
+    for key, history in value.items():
+        if key != DEFAULT_KEY:
+            check_dag_id(key, where="%s: handovers key" % source)
+        where = "%s: handovers of %s" % (source, key)
+        if not isinstance(history, list) or not history:
+            raise PlacementError("%s must be a non-empty list of {at, from, kept}, got %s" % (where, show(history)))
+        if len(history) > MAX_HANDOVERS:
+            raise PlacementError("%s: %d entries, at most %d are kept" % (where, len(history), MAX_HANDOVERS))
+        entries = []
+        for entry in history:
+            if not isinstance(entry, dict) or "at" not in entry or "from" not in entry:
+                raise PlacementError("%s: entry %s must be a mapping with 'at' and 'from'" % (where, show(entry)))
+            unknown = sorted(str(k)[:60] for k in entry if k not in HANDOVER_FIELDS)
+            if unknown:
+                raise PlacementError("%s: unknown field(s) %s; allowed: %s" % (where, ", ".join(unknown), ", ".join(HANDOVER_FIELDS)))
+            at = entry["at"]
+            if isinstance(at, datetime.date) and not isinstance(at, datetime.datetime):
+                raise PlacementError("%s: at %s needs a time of day" % (where, show(at)))
+            kept = entry.get("kept") or []
+            if not isinstance(kept, list) or len(kept) > MAX_KEPT:
+                raise PlacementError("%s: kept must be a list of at most %d run times, got %s" % (where, MAX_KEPT, show(kept)))
+            check_installation_name(entry["from"], known, where="%s: from" % where)
+            entries.append(Handover(parse_time(at, "%s: at" % where), entry["from"],
+                                    [parse_time(k, "%s: kept run" % where) for k in kept]))
+        for earlier, later in zip(entries, entries[1:]):
+            if later.at_time < earlier.at_time:
+                raise PlacementError("%s: handovers must be in time order (%s comes after %s)" % (where, later.at, earlier.at))
+        result[key] = tuple(entries)
+    return result
 
 
 def validate_map(pmap, installations=None):
@@ -312,6 +468,7 @@ def from_data(data, installations=None, source="placement map"):
     default = meta.get("default")
     if default is not None:
         check_installation_name(default, known, where="%s: default owner" % source)
+    handovers = _handovers_from_data(meta.get("handovers"), known, source)
 
     dags = {}
     for key, value in data.items():
@@ -329,7 +486,7 @@ def from_data(data, installations=None, source="placement map"):
             )
         check_installation_name(value, known, where="%s: owner of DAG %r" % (source, key))
         dags[key] = value
-    return PlacementMap(dags, generation, updated_at, meta.get("updated_by"), default)
+    return PlacementMap(dags, generation, updated_at, meta.get("updated_by"), default, handovers)
 
 
 # --------------------------------------------------------------------------- YAML in
@@ -474,6 +631,15 @@ def dump_map(pmap):
         lines.append("  updated_by: %s" % _quote(pmap.updated_by))
     if pmap.default is not None:
         lines.append("  default: %s" % _quote(pmap.default))
+    if pmap.handovers:
+        lines.append("  handovers:")
+        for key in sorted(pmap.handovers):
+            lines.append("    %s:" % _key(key))
+            for handover in pmap.handovers[key]:
+                kept = ""
+                if handover.kept:
+                    kept = ", kept: [%s]" % ", ".join(_quote(k) for k in handover.kept)
+                lines.append("      - {at: %s, from: %s%s}" % (_quote(handover.at), _quote(handover.source), kept))
     for dag_id in sorted(pmap.dags):
         lines.append("%s: %s" % (_key(dag_id), _quote(pmap.dags[dag_id])))
     text = "\n".join(lines) + "\n"
@@ -628,18 +794,91 @@ def utc_now():
     return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def stamp(before, after, updated_by=None, now=None):
+def _record_handovers(before, after, at):
+    """*after*'s handovers plus one for every DAG (and the default) whose owner changed since *before*."""
+    handovers = dict(after.handovers)
+    for key, (old, _new) in changes(before, after).items():
+        if old is None:
+            continue  # nobody owned it: no older runs to keep
+        history = handovers.get(key)
+        if history is None:
+            # An unlisted DAG that gets its own entry keeps the default owner's history.
+            history = before.history(key) if key != DEFAULT_KEY else ()
+        if history and history[-1].at_time > parse_time(at):
+            raise PlacementError(
+                "the handover of %s at %s would come before its previous handover (%s, away from %r): "
+                "runs due before that belong to %r" % (key, format_time(at), history[-1].at, history[-1].source,
+                                                      history[-1].source))
+        handovers[key] = (tuple(history) + (Handover(at, old),))[-MAX_HANDOVERS:]
+    return handovers
+
+
+def stamp(before, after, updated_by=None, now=None, cut=None):
     """Give *after* the next generation and who/when metadata if its placement differs from *before*.
 
-    When nothing moved, *before* is returned unchanged so that a re-run changes nothing.
+    Every DAG whose owner changes gets a handover at *cut* (default: now): its runs due before it
+    stay with the old owner.  When nothing moved, *before* is returned unchanged so that a re-run
+    changes nothing.
     """
+    now = now or utc_now()
+    if cut is not None and parse_time(cut, "handover time") > parse_time(now):
+        raise PlacementError("handover time %s is in the future (now %s): it must be a time that has passed"
+                             % (format_time(cut), now))
+    after = after.replace(handovers=_record_handovers(before, after, cut or now))
     if before.same_placement(after):
         return before
     return after.replace(
         generation=max(before.generation, after.generation) + 1,
-        updated_at=now or utc_now(),
+        updated_at=now,
         updated_by=updated_by,
     )
+
+
+def keep_runs(pmap, kept, source):
+    """A map where the runs in *kept* (``{dag_id: [due, ...]}``) stay with *source*, their old owner.
+
+    Each DAG's latest handover must be away from *source*; runs due before it are *source*'s
+    anyway and are not added.  Call :func:`stamp` afterwards.
+    """
+    handovers = dict(pmap.handovers)
+    for dag_id in sorted(kept):
+        last = pmap.last_handover(dag_id)
+        if last is None or last.source != source:
+            raise PlacementError("DAG %r has no handover away from %r to keep runs for" % (dag_id, source))
+        dues = [parse_time(d, "kept run of %r" % dag_id) for d in kept[dag_id]]
+        add = [d for d in dues if d >= last.at_time and d not in last.kept_times]
+        if not add:
+            continue
+        if len(last.kept_times) + len(add) > MAX_KEPT:
+            raise PlacementError("DAG %r: more than %d runs to keep for %r" % (dag_id, MAX_KEPT, source))
+        # The DAG's own copy of its history: kept runs are runs of this DAG only.
+        handovers[dag_id] = pmap.history(dag_id)[:-1] + (Handover(last.at, source, list(last.kept_times) + add),)
+    return pmap.replace(handovers=handovers)
+
+
+def move_cut(pmap, dag_ids, source, since):
+    """A map where the latest handover of each of *dag_ids* away from *source* is moved back to *since*.
+
+    For a forced failover whose old owner is known to have run nothing since *since*: the new
+    owner gets the runs due from then on.  A handover already at or before *since* is left alone;
+    *since* must come after the handover before it.  Call :func:`stamp` afterwards.
+    """
+    since_time = parse_time(since, "failover_catchup_since")
+    handovers = dict(pmap.handovers)
+    for dag_id in sorted(dag_ids):
+        history = pmap.history(dag_id)
+        if not history or history[-1].source != source:
+            continue
+        last = history[-1]
+        if since_time >= last.at_time:
+            continue
+        if len(history) > 1 and since_time <= history[-2].at_time:
+            raise PlacementError(
+                "failover_catchup_since %s is not after the previous handover of %s (%s, away from %r): "
+                "runs due before that belong to %r" % (format_time(since_time), dag_id, history[-2].at,
+                                                      history[-2].source, history[-2].source))
+        handovers[dag_id] = history[:-1] + (Handover(since_time, source, [k for k in last.kept_times if k >= since_time]),)
+    return pmap.replace(handovers=handovers)
 
 
 def check_publish(current, new):
@@ -672,11 +911,23 @@ RUN = "run"
 SKIP = "skip"
 
 
-def decide(pmap, dag_id, installation):
-    """Decide whether *installation* may execute tasks of *dag_id*: returns ``(decision, owner, reason)``."""
-    owner = pmap.owner(dag_id)
+def decide(pmap, dag_id, installation, due=None):
+    """Decide whether *installation* may execute tasks of *dag_id*: returns ``(decision, owner, reason)``.
+
+    With *due* (the run's ``run_after``) the owner of that run decides: see PlacementMap.owner_at.
+    """
+    owner = pmap.owner_at(dag_id, due)
+    current = pmap.owner(dag_id)
     if owner is None:
         return SKIP, None, "DAG %r is not in the placement map and the map has no default owner" % dag_id
+    if owner != current:
+        handover = pmap.last_handover(dag_id)
+        run = "the run due %s" % format_time(due)
+        if owner == installation:
+            return RUN, owner, "%s of DAG %r belongs to %r (DAG moved to %r at %s)" % (
+                run, dag_id, installation, current, handover.at)
+        return SKIP, owner, "%s of DAG %r belongs to %r (DAG moved to %r at %s), this installation is %r" % (
+            run, dag_id, owner, current, handover.at, installation)
     if owner == installation:
         return RUN, owner, "installation %r owns DAG %r" % (installation, dag_id)
     return SKIP, owner, "DAG %r is owned by %r, this installation is %r" % (dag_id, owner, installation)

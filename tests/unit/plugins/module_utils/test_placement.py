@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+
 import os
 import stat
 
@@ -100,13 +102,14 @@ def test_dump_is_sorted_stable_and_round_trips():
     assert body == ['a: "server-1"', 'b: "server-2"', 'c: "k8s-prod"']
 
 
-def test_one_move_is_a_one_line_diff():
-    before = p.PlacementMap(dict(("dag_%03d" % i, "server-1") for i in range(100)), 1, "t1", "me")
-    after = p.stamp(before, p.assign(before, {"dag_050": "server-2"}), "me", now="t2")
-    old, new = p.dump_map(before).splitlines(), p.dump_map(after).splitlines()
-    differing = [(a, b) for a, b in zip(old, new) if a != b]
-    assert differing == [("  generation: 1", "  generation: 2"), ('  updated_at: "t1"', '  updated_at: "t2"'),
-                         ('dag_050: "server-1"', 'dag_050: "server-2"')]
+def test_one_move_is_a_small_diff():
+    before = p.PlacementMap(dict(("dag_%03d" % i, "server-1") for i in range(100)), 1, "2026-12-01T09:00:00Z", "me")
+    after = p.stamp(before, p.assign(before, {"dag_050": "server-2"}), "me", now="2026-12-01T10:00:00Z")
+    diff = list(difflib.unified_diff(p.dump_map(before).splitlines(), p.dump_map(after).splitlines(), n=0, lineterm=""))
+    assert [line for line in diff if line[:1] in "+-" and line[:3] not in ("+++", "---")] == [
+        "-  generation: 1", '-  updated_at: "2026-12-01T09:00:00Z"', "+  generation: 2", '+  updated_at: "2026-12-01T10:00:00Z"',
+        "+  handovers:", "+    dag_050:", '+      - {at: "2026-12-01T10:00:00Z", from: "server-1"}',
+        '-dag_050: "server-1"', '+dag_050: "server-2"']
 
 
 @pytest.mark.parametrize("dag_id", ["yes", "no", "on", "null", "true", "1e3", "0x1f", "012", "1_000", "1.5", "_x", "a.b-c"])
