@@ -1,12 +1,15 @@
 """Real Airflow 3 for the guard tests: an AIRFLOW_HOME with the guard installed as the role lays it out.
 
 ``run_dag(dag_id, **env)`` runs ``airflow dags test`` in a subprocess and returns the exit code,
-the output and the state of every task instance of that run (read from the sqlite database).
+the output, the state of every task instance of that run and the guard's records (XComs
+``failback_guard_<decision>``, a list per task instance, oldest first), both read from the sqlite
+database.
 Run these tests with .venv-airflow (see Makefile: test-airflow).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -23,11 +26,12 @@ DAG_TIMEOUT = 300
 
 
 class DagRun(object):
-    def __init__(self, proc, states, out_dir):
+    def __init__(self, proc, states, out_dir, guard_records):
         self.rc = proc.returncode
         self.output = proc.stdout + proc.stderr
         self.states = states
         self.out_dir = out_dir
+        self.guard_records = guard_records
 
     def side_effects(self):
         return sorted(os.listdir(self.out_dir))
@@ -42,6 +46,7 @@ def airflow_home(tmp_path_factory):
         pytest.fail("Airflow is not installed in this interpreter's environment: run with .venv-airflow")
     home = str(tmp_path_factory.mktemp("airflow_home"))
     lab.build_guard_dir(os.path.join(home, "config"))
+    shutil.copy(os.path.join(HERE, "support", "failback_test_triggers.py"), os.path.join(home, "config"))
     shutil.copytree(os.path.join(HERE, "dags"), os.path.join(home, "dags"))
     env = base_env(home)
     proc = subprocess.run([AIRFLOW, "db", "migrate"], env=env, capture_output=True, text=True, timeout=600, check=False)
@@ -62,6 +67,10 @@ def base_env(home):
     return env
 
 
+def ti_key(task_id, map_index):
+    return task_id if map_index < 0 else "%s[%d]" % (task_id, map_index)
+
+
 @pytest.fixture
 def run_dag(airflow_home, tmp_path):
     counter = [0]
@@ -77,13 +86,17 @@ def run_dag(airflow_home, tmp_path):
                               timeout=DAG_TIMEOUT, check=False)
         with sqlite3.connect(os.path.join(airflow_home, "airflow.db")) as db:
             row = db.execute("SELECT run_id FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (dag_id,)).fetchone()
-            states = {}
+            states, records = {}, {}
             if row:
                 for task_id, map_index, state in db.execute(
                         "SELECT task_id, map_index, state FROM task_instance WHERE dag_id = ? AND run_id = ?",
                         (dag_id, row[0])):
-                    states[task_id if map_index < 0 else "%s[%d]" % (task_id, map_index)] = state
-        return DagRun(proc, states, str(out))
+                    states[ti_key(task_id, map_index)] = state
+                for task_id, map_index, value in db.execute(
+                        "SELECT task_id, map_index, value FROM xcom WHERE dag_id = ? AND run_id = ? AND key LIKE ?"
+                        " ORDER BY timestamp", (dag_id, row[0], "failback_guard_%")):
+                    records.setdefault(ti_key(task_id, map_index), []).append(json.loads(value))
+        return DagRun(proc, states, str(out), records)
 
     return run
 

@@ -77,11 +77,25 @@ def test_unnamed_installation_fails_the_task(run_dag, placement_map):
 
 
 def test_a_map_change_on_disk_is_seen_by_the_next_task(run_dag, placement_map):
+    """The DAG moves with a handover before this run was due: the run moves too, its next task is skipped."""
     path = placement_map(MAP)
-    run = run_dag("failback_handover", FAILBACK_INSTALLATION="server-1", FAILBACK_PLACEMENT_MAP=path)
+    run = run_dag("failback_handover", FAILBACK_INSTALLATION="server-1", FAILBACK_PLACEMENT_MAP=path,
+                  FAILBACK_TEST_HANDOVER="before")
     assert run.states == {"hand_over": "success", "after": "skipped"}, run
     assert run.side_effects() == ["hand_over"]
     assert guard_lines(run.output, "failback_handover") == [("run", "hand_over"), ("skip", "after")]
+    assert run.guard_records["after"][-1]["owner"] == "server-2"
+
+
+def test_a_run_in_flight_during_a_switchover_finishes_where_it_started(run_dag, placement_map):
+    """A planned switchover (handover now): the run was due before it, so it stays with server-1."""
+    path = placement_map(MAP)
+    run = run_dag("failback_handover", FAILBACK_INSTALLATION="server-1", FAILBACK_PLACEMENT_MAP=path,
+                  FAILBACK_TEST_HANDOVER="now")
+    assert run.states == {"hand_over": "success", "after": "success"}, run
+    assert run.side_effects() == ["after", "hand_over"]
+    assert guard_lines(run.output, "failback_handover") == [("run", "hand_over"), ("run", "after")]
+    assert "belongs to 'server-1' (DAG moved to 'server-2'" in run.guard_records["after"][-1]["reason"]
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])

@@ -42,15 +42,26 @@ def failback_probe():
 
 @dag(dag_id="failback_handover", schedule=None, start_date=START, catchup=False)
 def failback_handover():
-    """The first task hands the DAG to another installation on disk; the second must see it."""
+    """The first task hands the DAG to another installation on disk; the second must see it.
+
+    $FAILBACK_TEST_HANDOVER: ``before`` puts the handover before this run was due (the run moves
+    with the DAG: the second task is skipped); ``now`` is a planned switchover (the run was due
+    before it, stays here and finishes).
+    """
 
     @task
-    def hand_over():
+    def hand_over(dag_run=None):
+        import datetime
+
         import failback_placement
 
         path = os.environ["FAILBACK_PLACEMENT_MAP"]
+        cut = None
+        if os.environ.get("FAILBACK_TEST_HANDOVER", "before") == "before":
+            cut = dag_run.run_after - datetime.timedelta(seconds=1)
         current = failback_placement.read_map_file(path)
-        moved = failback_placement.stamp(current, failback_placement.assign(current, {"failback_handover": "server-2"}))
+        moved = failback_placement.stamp(current, failback_placement.assign(current, {"failback_handover": "server-2"}),
+                                         cut=cut)
         failback_placement.atomic_write(path, failback_placement.dump_map(moved))
         touch("hand_over")
 

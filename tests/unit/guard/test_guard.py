@@ -65,9 +65,75 @@ def test_owner_runs_and_others_skip_with_one_log_line_each(guard, file_map, capl
     assert (skip.decision, skip.owner) == ("skip", "server-2")
     lines = [r.getMessage() for r in caplog.records if r.name == "failback.guard"]
     assert lines == [
-        "failback guard: decision=run dag=dag_a task=t1 owner=server-1 installation=server-1 generation=4 map=%s" % file_map,
-        "failback guard: decision=skip dag=dag_b task=t2 owner=server-2 installation=server-1 generation=4 map=%s" % file_map,
+        "failback guard: decision=run dag=dag_a task=t1 owner=server-1 installation=server-1 generation=4 due=None map=%s"
+        % file_map,
+        "failback guard: decision=skip dag=dag_b task=t2 owner=server-2 installation=server-1 generation=4 due=None map=%s"
+        % file_map,
     ]
+
+
+HANDED_OVER = (
+    '"@failback":\n  generation: 5\n  handovers:\n'
+    '    dag_a:\n      - {at: "2026-12-01T09:00:00Z", from: "server-2", kept: ["2026-12-01T09:00:30Z"]}\n'
+    "dag_a: server-1\ndag_b: server-2\n")
+
+
+class _Run(object):
+    def __init__(self, run_after):
+        self.run_after = run_after
+
+
+@pytest.mark.parametrize("due,owner", [
+    ("2026-12-01T08:59:59Z", "server-2"),          # due before the handover: the old owner's run
+    ("2026-12-01T09:00:00Z", "server-1"),          # at the handover: the new owner's
+    ("2026-12-01T09:00:30+00:00", "server-2"),     # kept: the old owner had started it
+    ("2026-12-01T10:00:30+01:00", "server-2"),     # the same instant in another zone
+    (None, "server-1"),                            # no run (the CLI, a test): the DAG's owner
+])
+def test_a_run_belongs_to_the_owner_when_it_was_due(guard, file_map, monkeypatch, due, owner):
+    write_map(file_map, HANDED_OVER)
+    for installation in ("server-1", "server-2"):
+        monkeypatch.setenv("FAILBACK_INSTALLATION", installation)
+        decision = guard.evaluate("dag_a", "t", due)
+        assert (decision.owner, decision.decision) == (owner, "run" if installation == owner else "skip")
+    assert guard.evaluate("dag_b", "t", due).owner == "server-2", "a DAG without handovers is its owner's"
+
+
+def test_the_run_due_time_comes_from_the_context(guard):
+    import datetime
+
+    when = datetime.datetime(2026, 12, 1, 9, tzinfo=datetime.timezone.utc)
+    assert guard.due_time({"dag_run": _Run(when)}) is when
+    assert guard.due_time({"dag_run": _Run(None), "data_interval_end": "2026-12-01T08:00:00Z"}) == "2026-12-01T08:00:00Z"
+    assert guard.due_time({}) is None and guard.due_time(None) is None
+
+
+def test_every_decision_is_recorded_on_the_task_instance_under_its_own_key(guard, file_map, monkeypatch):
+    pushed = []
+
+    class TI(object):
+        def xcom_push(self, key, value):
+            pushed.append((key, value))
+
+    class Skip(Exception):
+        pass
+
+    monkeypatch.setattr(guard, "_skip_exception", lambda: Skip)
+    write_map(file_map, HANDED_OVER)
+    context = {"ti": TI(), "dag_run": _Run("2026-12-01T08:00:00Z")}
+    with pytest.raises(Skip, match="skipped here"):
+        guard.enforce("dag_a", "t", context=context)
+    key, skip = pushed[-1]
+    assert key == "failback_guard_skip" and skip["owner"] == "server-2" and skip["due"] == "2026-12-01T08:00:00Z"
+    assert skip["generation"] == 5 and "belongs to 'server-2'" in skip["reason"]
+    monkeypatch.setenv("FAILBACK_INSTALLATION", "server-2")
+    assert guard.enforce("dag_a", "t", context=context).runs
+    assert pushed[-1][0] == "failback_guard_run" and pushed[-1][1]["installation"] == "server-2"
+    (file_map.parent / "fence").write_text("drill\n")
+    with pytest.raises(guard.GuardError):
+        guard.enforce("dag_a", "t", context=context)
+    assert pushed[-1][0] == "failback_guard_error" and "fenced" in pushed[-1][1]["reason"]
+    assert len(pushed) == 3, "one record per decision"
 
 
 def test_unlisted_dag_without_default_is_skipped(guard, file_map):
@@ -291,7 +357,7 @@ def test_guarded_hook_runs_the_guard_before_the_original_and_only_once(guard, fi
 
     hook = guard.guarded_hook(original)
     assert guard.guarded_hook(hook) is hook, "wrapping twice must not guard twice"
-    monkeypatch.setattr(guard, "enforce", lambda dag_id, task_id=None: calls.append(("guard", dag_id, task_id)))
+    monkeypatch.setattr(guard, "enforce", lambda dag_id, task_id=None, context=None: calls.append(("guard", dag_id, task_id)))
     assert hook({"ti": _TI()}) == "result"
     assert calls == [("guard", "dag_a", "t1"), "original"]
 

@@ -79,9 +79,10 @@ class GuardError(RuntimeError):
 
 
 class Decision(object):
-    __slots__ = ("decision", "dag_id", "task_id", "owner", "installation", "generation", "reason", "source")
+    __slots__ = ("decision", "dag_id", "task_id", "owner", "installation", "generation", "reason", "source", "due")
 
-    def __init__(self, decision, dag_id, task_id, owner, installation, generation, reason, source):
+    def __init__(self, decision, dag_id, task_id, owner, installation, generation, reason, source, due=None):
+        self.due = due
         self.decision = decision
         self.dag_id = dag_id
         self.task_id = task_id
@@ -333,8 +334,11 @@ def _fence_reason(source):
 # --------------------------------------------------------------------------- decisions
 
 
-def evaluate(dag_id, task_id=None):
-    """Decide for one task.  Returns a Decision; raises GuardError when it cannot decide safely."""
+def evaluate(dag_id, task_id=None, due=None):
+    """Decide for one task of the run due at *due* (its ``run_after``; None: the DAG's current owner).
+
+    Returns a Decision; raises GuardError when it cannot decide safely.
+    """
     try:
         installation = installation_name()
         source = current_source()
@@ -348,12 +352,17 @@ def evaluate(dag_id, task_id=None):
     except GuardError as exc:
         LOG.error("failback guard: decision=error dag=%s task=%s reason=%s", dag_id, task_id, exc)
         raise
-    decision, owner, reason = placement.decide(pmap, dag_id, installation)
+    try:
+        decision, owner, reason = placement.decide(pmap, dag_id, installation, due)
+    except placement.PlacementError as exc:
+        raise GuardError("cannot decide for DAG %r: %s" % (dag_id, exc))
+    due_text = placement.format_time(due) if due is not None else None
     LOG.info(
-        "failback guard: decision=%s dag=%s task=%s owner=%s installation=%s generation=%d map=%s",
-        decision, dag_id, task_id, owner, installation, pmap.generation, source.description,
+        "failback guard: decision=%s dag=%s task=%s owner=%s installation=%s generation=%d due=%s map=%s",
+        decision, dag_id, task_id, owner, installation, pmap.generation, due_text, source.description,
     )
-    return Decision(decision, dag_id, task_id, owner, installation, pmap.generation, reason, source.description)
+    return Decision(decision, dag_id, task_id, owner, installation, pmap.generation, reason, source.description,
+                    due_text)
 
 
 def _skip_exception():
@@ -364,16 +373,6 @@ def _skip_exception():
     return AirflowSkipException
 
 
-def enforce(dag_id, task_id=None):
-    """Raise AirflowSkipException unless this installation owns *dag_id* (GuardError if unsure)."""
-    decision = evaluate(dag_id, task_id)
-    if not decision.runs:
-        raise _skip_exception()(
-            "failback: %s (placement map generation %d); skipped here" % (decision.reason, decision.generation)
-        )
-    return decision
-
-
 def _ids_from_context(context, dag_id, task_id):
     ti = context.get("ti") if hasattr(context, "get") else None
     if ti is not None:
@@ -382,13 +381,40 @@ def _ids_from_context(context, dag_id, task_id):
     return (getattr(dag, "dag_id", dag_id), task_id)
 
 
+def due_time(context):
+    """When the task's DAG run was due: ``run_after`` (Airflow 3), else the end of its data interval
+    or its logical date (Airflow 2).  None when the context has no run (the DAG's owner decides)."""
+    if context is None:
+        return None
+    dag_run = context.get("dag_run") if hasattr(context, "get") else None
+    for value in (getattr(dag_run, "run_after", None), getattr(dag_run, "data_interval_end", None),
+                  context.get("data_interval_end"), getattr(dag_run, "logical_date", None), context.get("logical_date")):
+        if value is not None:
+            return value
+    return None
+
+
+def _current_context():
+    try:
+        from airflow.sdk import get_current_context
+    except ImportError:  # Airflow 2
+        try:
+            from airflow.operators.python import get_current_context
+        except ImportError:
+            return None
+    try:
+        return get_current_context()
+    except Exception:  # pylint: disable=broad-except - no task is running (a test, the CLI)
+        return None
+
+
 def guarded_hook(original=None, dag_id=None, task_id=None):
     """A ``pre_execute`` hook that runs the guard first, then *original* (if any).  Idempotent."""
     if original is not None and getattr(original, "_failback_guard", False):
         return original
 
     def failback_pre_execute(context, *args, **kwargs):
-        enforce(*_ids_from_context(context, dag_id, task_id))
+        enforce(*_ids_from_context(context, dag_id, task_id), context=context)
         if original is not None:
             return original(context, *args, **kwargs)
         return None
@@ -397,20 +423,121 @@ def guarded_hook(original=None, dag_id=None, task_id=None):
     return failback_pre_execute
 
 
+# One XCom key per decision, so that Airflow's REST API tells them apart by key alone.
+GUARD_XCOM_KEYS = {RUN: "failback_guard_run", SKIP: "failback_guard_skip", "error": "failback_guard_error"}
+
+
+def _record(context, decision, reason, owner=None, installation=None, generation=None, due=None):
+    """Leave the guard's decision on the task instance as an XCom (GUARD_XCOM_KEYS).
+
+    A task the guard skipped or failed is then told apart from one skipped for another reason (a
+    branch, a trigger rule), and a task it let run from one that never reached it: failover.yml's
+    drain and catch-up read these records, and only re-run what the guard did not let run.  Airflow
+    clears them when the task instance is tried again.  Best effort: the decision stands even when
+    it cannot be recorded.
+    """
+    ti = context.get("ti") if context is not None and hasattr(context, "get") else None
+    if ti is None or not hasattr(ti, "xcom_push"):
+        return
+    try:
+        ti.xcom_push(key=GUARD_XCOM_KEYS[decision], value={
+            "decision": decision, "reason": reason, "owner": owner, "installation": installation,
+            "generation": generation, "due": due, "at": placement.utc_now()})
+    except Exception as exc:  # pylint: disable=broad-except
+        LOG.warning("failback guard: the decision could not be recorded on the task instance: %s", exc)
+
+
+def enforce(dag_id, task_id=None, context=None):
+    """Raise AirflowSkipException unless this installation owns the run (GuardError if unsure).
+
+    *context* is the task's context (default: the current one); the run it names decides (see
+    due_time).  The decision is recorded on the task instance.
+    """
+    context = context if context is not None else _current_context()
+    due = due_time(context)
+    try:
+        decision = evaluate(dag_id, task_id, due)
+    except GuardError as exc:
+        _record(context, "error", str(exc))
+        raise
+    _record(context, decision.decision, decision.reason, decision.owner, decision.installation, decision.generation,
+            decision.due)
+    if not decision.runs:
+        raise _skip_exception()(
+            "failback: %s (placement map generation %d); skipped here" % (decision.reason, decision.generation)
+        )
+    return decision
+
+
+def guard_task(task):
+    """Decide for *task* as it is prepared for execution (see enforce)."""
+    return enforce(getattr(task, "dag_id", None), getattr(task, "task_id", None))
+
+
+def _explicitly_guarded(task):
+    return getattr(task, "failback_explicit_guard", False) or getattr(
+        getattr(task, "operator_class", None), "failback_explicit_guard", False)
+
+
+def _wrap_prepare_for_execution(cls):
+    """Guard *cls*.prepare_for_execution (where it is defined), once."""
+    original = cls.__dict__.get("prepare_for_execution")
+    if original is None or getattr(original, "_failback_guard", False):
+        return
+
+    def prepare_for_execution(self, *args, **kwargs):
+        if not _explicitly_guarded(self):
+            guard_task(self)
+        return original(self, *args, **kwargs)
+
+    prepare_for_execution._failback_guard = True
+    prepare_for_execution.__doc__ = original.__doc__
+    cls.prepare_for_execution = prepare_for_execution
+
+
+def _guard_execution(task):
+    """Airflow 3: put the guard where the task runner prepares a task, before anything of it.
+
+    ``prepare_for_execution`` is called for every task that executes - classic, TaskFlow, mapped
+    (before it is unmapped), retried, rescheduled, resumed after a deferral - before its templated
+    fields are rendered and before ``pre_execute`` and ``execute``.  It is a method, so mapped
+    arguments (``.expand(pre_execute=...)``, ``expand_kwargs``) cannot replace it.  Returns False
+    where this Airflow has no task SDK (Airflow 2).
+    """
+    try:
+        from airflow.sdk.bases.operator import BaseOperator
+        from airflow.sdk.definitions.mappedoperator import MappedOperator
+    except ImportError:
+        return False
+    for cls in (BaseOperator, MappedOperator, type(task), getattr(task, "operator_class", None)):
+        if isinstance(cls, type) and hasattr(cls, "prepare_for_execution"):
+            for klass in cls.__mro__:
+                if "prepare_for_execution" in klass.__dict__:
+                    _wrap_prepare_for_execution(klass)
+                    break
+    return True
+
+
 def apply(task):
     """Install the guard on an Airflow task (operator or mapped operator).  Used by task_policy.
 
-    The guard goes into the ``pre_execute`` hook that Airflow calls before anything else of the
-    task (before the operator's own ``pre_execute``, callbacks and ``execute``).
+    Airflow 3: the guard runs when the task is prepared for execution (see _guard_execution),
+    before its templates are rendered and before anything else of it.  A task that would start in
+    the triggerer (``start_from_trigger``) starts in a worker instead, where the guard runs.
+    Airflow 2: the guard goes into the ``pre_execute`` hook.
     """
-    if getattr(task, "failback_explicit_guard", False):
+    if _explicitly_guarded(task):
+        return task
+    if getattr(task, "start_from_trigger", False):
+        task.start_from_trigger = False
+        LOG.info("failback guard: task %s.%s starts in a worker, not in the triggerer, so that the guard decides",
+                 getattr(task, "dag_id", None), getattr(task, "task_id", None))
+    if _guard_execution(task):
         return task
     dag_id, task_id = getattr(task, "dag_id", None), getattr(task, "task_id", None)
     partial_kwargs = getattr(task, "partial_kwargs", None)
-    if isinstance(partial_kwargs, dict):  # MappedOperator: the hook reaches each expanded task
+    if isinstance(partial_kwargs, dict):  # Airflow 2 MappedOperator: the hook reaches each expanded task
         partial_kwargs["pre_execute"] = guarded_hook(partial_kwargs.get("pre_execute"), dag_id, task_id)
-    elif hasattr(task, "_pre_execute_hook"):  # Airflow 3 BaseOperator
-        task._pre_execute_hook = guarded_hook(task._pre_execute_hook, dag_id, task_id)
     else:  # Airflow 2: wrap the bound method
         original = task.pre_execute
         if not getattr(original, "_failback_guard", False):
@@ -459,6 +586,7 @@ def main(argv=None):
     sub.add_parser("status", help="print this installation's name, map generation and fence state as JSON")
     check = sub.add_parser("check", help="print the decision for a DAG as JSON (exit 0 run, 3 skip, 1 error)")
     check.add_argument("dag_id")
+    check.add_argument("--due", help="decide for the run due at this time (ISO 8601), not for the DAG's owner")
     fencing = sub.add_parser("fence", help="fence this installation: every task fails until the current map is published")
     fencing.add_argument("--reason", default="installation (re)started; waiting for the controller to publish the map")
     args = parser.parse_args(argv)
@@ -476,7 +604,7 @@ def main(argv=None):
         print(json.dumps(info, sort_keys=True))
         return code
     try:
-        decision = evaluate(args.dag_id)
+        decision = evaluate(args.dag_id, due=args.due)
     except GuardError as exc:
         print(json.dumps({"decision": "error", "dag_id": args.dag_id, "reason": str(exc)}, sort_keys=True))
         return 1

@@ -10,9 +10,9 @@ For teams that want the guard visible in the DAG (or run without the cluster pol
     GuardedDockerOperator(task_id="load", image="localhost/etl:1", command="python load.py",
                           docker_url="unix://var/run/docker.sock", mount_tmp_dir=False)
 
-It behaves exactly like ``DockerOperator`` on the DAG's owner and ends *skipped* elsewhere,
-before any container is created.  With the cluster policy installed as well, the guard still
-runs once per task.
+It behaves exactly like ``DockerOperator`` on the owner of the task's run and ends *skipped*
+elsewhere, before its templated fields are rendered and before any container is created.  With
+the cluster policy installed as well, the guard still runs once per task.
 """
 
 from airflow.providers.docker.operators.docker import DockerOperator
@@ -21,11 +21,12 @@ import failback_guard
 
 
 class GuardedDockerOperator(DockerOperator):
-    """``DockerOperator`` that runs only on the installation owning its DAG."""
+    """``DockerOperator`` that runs only on the installation owning its run."""
 
     # Tells the cluster policy that this operator guards itself.
     failback_explicit_guard = True
 
-    def __init__(self, **kwargs):
-        kwargs["pre_execute"] = failback_guard.guarded_hook(kwargs.get("pre_execute"))
-        super().__init__(**kwargs)
+    def prepare_for_execution(self, *args, **kwargs):
+        # Where Airflow prepares the task, before templates and pre_execute (see failback_guard).
+        failback_guard.guard_task(self)
+        return super().prepare_for_execution(*args, **kwargs)
