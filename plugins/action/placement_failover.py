@@ -20,12 +20,15 @@ from ansible_collections.failback.airflow.plugins.module_utils import failover, 
 ARGUMENT_SPEC = dict(
     path=dict(type="path", required=True),
     installations=dict(type="list", elements="str", required=True),
-    step=dict(type="str", choices=["plan", "commit", "finish"], default="plan"),
+    step=dict(type="str", choices=["plan", "commit", "keep", "finish"], default="plan"),
     to=dict(type="raw", required=True),
     source=dict(type="raw", aliases=["from"]),
     dags=dict(type="raw"),
     publish_plan=dict(type="dict", default={}),
     planned=dict(type="dict"),
+    since=dict(type="raw"),
+    kept=dict(type="dict", default={}),  # {old_owner: {dag_id: [run_after]} or [run, ...]}
+    catchup=dict(type="dict", default={}),
     updated_by=dict(type="str"),
 )
 
@@ -56,15 +59,21 @@ class ActionModule(ActionBase):
                 raise placement.PlacementError(
                     "Say where to and what: -e failover_to=NAME plus -e failover_from=NAME (all its DAGs) and/or "
                     "-e failover_dags=dag_a,dag_b. Installations: %s" % ", ".join(args["installations"]))
-            req = failover.request(args["to"], args["source"], args["dags"])
+            req = failover.request(args["to"], args["source"], args["dags"], args["since"])
             current = placement.read_map_file(path, args["installations"])
             if current is None:
                 raise placement.PlacementError("the controller's map %s does not exist" % path)
             journal = failover.read_journal(journal_file)
-            planned = failover.plan(current, journal, req, args["installations"], actor, now=now)
-            if args["planned"] and planned["commit"]:
-                # Write exactly the map the plan step showed and published (its time stamp too).
+            if args["step"] == "keep":
+                return self._keep(result, path, journal_file, current, journal, args, actor, now, check)
+            shown = None
+            if args["planned"]:
                 shown = placement.from_data(dict(args["planned"]), args["installations"], source="planned map")
+            # The plan step's time stamp is the handover time: the commit writes exactly that map.
+            plan_now = shown.updated_at if shown is not None and shown.updated_at else now
+            planned = failover.plan(current, journal, req, args["installations"], actor, now=plan_now)
+            if shown is not None and planned["commit"]:
+                # Write exactly the map the plan step showed and published (its time stamp too).
                 if not (shown.same_placement(planned["after"]) and shown.generation == planned["after"].generation):
                     raise placement.PlacementError(
                         "the controller's map %s changed since the failover was planned (generation %d)"
@@ -91,7 +100,8 @@ class ActionModule(ActionBase):
             elif args["step"] == "finish":
                 held, fenced = self._held_generations(task_vars, args["installations"], args["publish_plan"])
                 summary, behind = failover.summarize(planned["moved"], planned["after"].generation, req["to"],
-                                                     args["publish_plan"], held, fenced, check_mode=check)
+                                                     args["publish_plan"], held, fenced, check_mode=check,
+                                                     catchup=args["catchup"])
                 result.update(msg=summary, held=held)
                 if behind or args["publish_plan"].get("blocked"):
                     raise AnsibleActionFail(summary, result=result)
@@ -103,6 +113,33 @@ class ActionModule(ActionBase):
         except placement.PlacementError as exc:
             raise AnsibleActionFail("%s; nothing was changed" % exc if args["step"] != "finish" else str(exc),
                                     result=result)
+        return result
+
+    def _keep(self, result, path, journal_file, current, journal, args, actor, now, check):
+        """Step keep: the old owners keep the runs they started after the handover (a new generation)."""
+        kept = {}
+        for source, runs in args["kept"].items():
+            # {dag_id: [run_after]} or the runs of airflow_runs_info (dicts with dag_id and run_after)
+            if isinstance(runs, dict):
+                runs = [{"dag_id": dag, "run_after": due} for dag, dues in runs.items() for due in dues or []]
+            for run in runs or []:
+                if not isinstance(run, dict) or "dag_id" not in run or "run_after" not in run:
+                    raise placement.PlacementError("kept runs of %s: %s is not a run with dag_id and run_after"
+                                                   % (source, placement.show(run)))
+                kept.setdefault(source, {}).setdefault(run["dag_id"], []).append(run["run_after"])
+        after, new_journal = failover.keep(current, journal, kept, actor, now)
+        changed = after is not current
+        result.update(changed=changed, after=_map_data(after), generation=after.generation,
+                      kept=dict((s, dict((d, list(placement.format_time(t) for t in ts)) for d, ts in dags.items()))
+                                for s, dags in kept.items()))
+        if changed and self._task.diff:
+            result["diff"] = dict(before=placement.dump_map(current), after=placement.dump_map(after),
+                                  before_header="%s (generation %d)" % (path, current.generation),
+                                  after_header="%s (generation %d)" % (path, after.generation))
+        if changed and not check:
+            if new_journal is not None:
+                failover.write_journal(journal_file, new_journal)
+            placement.publish_file(path, after, args["installations"], expect_generation=current.generation)
         return result
 
     @staticmethod

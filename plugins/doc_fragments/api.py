@@ -23,3 +23,22 @@ options:
     type: bool
     default: true
 """
+
+    # Logging in with the simple auth manager's users (used together with the standard fragment).
+    LOGIN = r"""
+options:
+  username:
+    description: User to log in with (at C(/auth/token)).
+    type: str
+    required: true
+  password:
+    description:
+      - Password of O(username).
+      - One of O(password) and O(password_file) is required.
+    type: str
+  password_file:
+    description:
+      - Path, on the host that runs the module, of a JSON file that maps user names to passwords (the simple auth
+        manager's passwords file); the password of O(username) is read from it, so it never passes through Ansible.
+    type: path
+"""

@@ -42,6 +42,16 @@ CONNECTION_ARGUMENT_SPEC = dict(
 )
 
 
+#: Options of the modules that log in (documented in the failback.airflow.api.login doc fragment).
+LOGIN_ARGUMENT_SPEC = dict(
+    username=dict(type="str", required=True),
+    password=dict(type="str", no_log=True),
+    password_file=dict(type="path"),
+)
+LOGIN_MUTUALLY_EXCLUSIVE = [("password", "password_file")]
+LOGIN_REQUIRED_ONE_OF = [("password", "password_file")]
+
+
 class AirflowApiError(RuntimeError):
     """The API answered something we cannot use; the message says what and where."""
 
@@ -140,7 +150,7 @@ class Client(object):
     def _call(self, method, path, body=None, query=None, auth=True, expect=(200,)):
         url = self.base_url + path
         if query:
-            url += "?" + urlencode(query)
+            url += "?" + urlencode(query, doseq=True)
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = "application/json"
@@ -156,6 +166,13 @@ class Client(object):
 
     def health(self):
         return self._call("GET", "/api/v2/monitor/health", auth=False)
+
+    def login_with(self, params):
+        """Log in with the module's username and password or password_file (LOGIN_ARGUMENT_SPEC)."""
+        password = params.get("password")
+        if password is None:
+            password = password_from_file(params["password_file"], params["username"])
+        return self.login(params["username"], password)
 
     def login(self, username, password):
         answer = self._call("POST", "/auth/token", {"username": username, "password": password},

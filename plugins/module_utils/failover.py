@@ -50,9 +50,19 @@ def write_journal(path, journal):
     placement.atomic_write(path, json.dumps(journal, indent=2, sort_keys=True) + "\n", mode=0o644)
 
 
-def request(to, from_=None, dags=None):
-    """The failover request as plain data (validated later by placement.move)."""
-    return {"to": to, "from": from_, "dags": placement.parse_dag_list(dags, "failover_dags")}
+def request(to, from_=None, dags=None, since=None):
+    """The failover request as plain data (validated later by placement.move).
+
+    *since* (failover_catchup_since): the moved DAGs' runs due from then on are the new owner's
+    (the handover is put there instead of now); it needs *from_*.
+    """
+    if since in ("", None):
+        since = None
+    else:
+        if from_ is None:
+            raise placement.PlacementError("failover_catchup_since needs failover_from: whose runs from then on move?")
+        since = placement.format_time(placement.parse_time(since, "failover_catchup_since"))
+    return {"to": to, "from": from_, "dags": placement.parse_dag_list(dags, "failover_dags"), "since": since}
 
 
 def plan(current, journal, req, installations, updated_by, now=None):
@@ -68,7 +78,15 @@ def plan(current, journal, req, installations, updated_by, now=None):
                       some other way since): its moves are not resumed, and the summary says so.
     """
     target, _moved_now = placement.move(current, req["to"], req.get("from"), req.get("dags"), installations)
-    after = placement.stamp(current, target, updated_by, now=now)
+    since = req.get("since")
+    if since is not None:
+        # DAGs moved by an earlier run of the same failover get their handover moved back too.
+        listed = req.get("dags")
+        moved_before = [key for key in sorted(set(current.dags) | set(current.handovers)) + [placement.DEFAULT_KEY]
+                        if (listed is None or key in listed) and _owner(current, key) == req["to"]
+                        and getattr(current.last_handover(key), "source", None) == req["from"]]
+        target = placement.move_cut(target, moved_before, req["from"], since)
+    after = placement.stamp(current, target, updated_by, now=now, cut=since)
     resumed = stale = None
     before = current
     if journal is not None and journal.get("state") == COMMITTED:
@@ -80,6 +98,27 @@ def plan(current, journal, req, installations, updated_by, now=None):
     moved = dict((dag, {"from": old, "to": new}) for dag, (old, new) in placement.changes(before, after).items())
     return {"before": before, "after": after, "commit": after is not current, "moved": moved,
             "resumed": resumed, "stale_journal": stale}
+
+
+def _owner(pmap, key):
+    return pmap.default if key == placement.DEFAULT_KEY else pmap.owner(key)
+
+
+def keep(current, journal, kept, updated_by, now=None):
+    """The map where each old owner keeps the runs it started after the handover.
+
+    *kept* is ``{old_owner: {dag_id: [run_after, ...]}}`` (the late runs airflow_runs_info found).
+    Returns ``(new_map, new_journal)``: a new generation (or *current* itself when there is nothing
+    new to keep) and the journal of the failover updated to it, so a later run still resumes it.
+    """
+    target = current
+    for source in sorted(kept):
+        target = placement.keep_runs(target, kept[source], source)
+    after = placement.stamp(current, target, updated_by, now=now)
+    if after is current or journal is None:
+        return after, journal
+    updated = dict(journal, generation=after.generation, after=after.to_data(), updated_at=now or placement.utc_now())
+    return after, updated
 
 
 def journal_for(planned, req, updated_by, now):
@@ -104,11 +143,47 @@ def finish(journal, summary, now):
     return done
 
 
-def summarize(moved, generation, to, publish_plan, held, fenced=(), check_mode=False):
+def _runs(runs, limit=10):
+    shown = ["%s %s" % (run.get("dag_id"), run.get("run_after")) for run in runs[:limit]]
+    if len(runs) > limit:
+        shown.append("%d more" % (len(runs) - limit))
+    return ", ".join(shown)
+
+
+def describe_catchup(catchup, check_mode=False):
+    """The catch-up part of the summary: runs re-run on the new owner, kept by old owners, left alone."""
+    if not catchup:
+        return []
+    parts = []
+    if catchup.get("disabled"):
+        parts.append("catch-up off (%s)" % catchup["disabled"])
+    kept = catchup.get("kept") or {}
+    for source in sorted(kept):
+        runs = [{"dag_id": dag, "run_after": due} for dag in sorted(kept[source]) for due in kept[source][dag]]
+        if runs:
+            parts.append("kept by %s (it had started them): %s" % (source, _runs(runs)))
+    rerun = catchup.get("rerun") or []
+    if rerun:
+        parts.append("%s %d run(s) nobody ran: %s" % ("would re-run" if check_mode else "re-ran", len(rerun), _runs(rerun)))
+    elif "rerun" in catchup:
+        parts.append("no run to catch up")
+    left = catchup.get("left") or []
+    reasons = {}
+    for run in left:
+        reasons.setdefault(run.get("reason", "?"), []).append(run)
+    for reason in sorted(reasons):
+        parts.append("LEFT %d run(s) (%s): %s" % (len(reasons[reason]), reason, _runs(reasons[reason])))
+    for note in catchup.get("notes") or []:
+        parts.append(note)
+    return parts
+
+
+def summarize(moved, generation, to, publish_plan, held, fenced=(), check_mode=False, catchup=None):
     """The failover's summary line and the installations that do not hold *generation*.
 
     *held* maps installations the run reached to the generation they hold now; *fenced* are old
-    owners that could not take the map and were fenced instead (forced failover).
+    owners that could not take the map and were fenced instead (forced failover); *catchup* is
+    what the drain and catch-up did (see describe_catchup).
     """
     names = sorted(dag for dag in moved if dag != placement.DEFAULT_KEY)
     parts = []
@@ -127,4 +202,5 @@ def summarize(moved, generation, to, publish_plan, held, fenced=(), check_mode=F
         parts.append("not published (would be a second owner): %s" % ", ".join(sorted(publish_plan["blocked"])))
     if behind and not check_mode:
         parts.append("NOT at generation %d: %s" % (generation, ", ".join(behind)))
+    parts.extend(describe_catchup(catchup, check_mode))
     return ("[check mode, nothing written] " if check_mode else "") + "; ".join(parts), behind

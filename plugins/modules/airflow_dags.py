@@ -17,20 +17,6 @@ description:
 author:
   - Failback Airflow Maintainers (@failback)
 options:
-  username:
-    description: User to log in with (at C(/auth/token)).
-    type: str
-    required: true
-  password:
-    description:
-      - Password of O(username).
-      - One of O(password) and O(password_file) is required.
-    type: str
-  password_file:
-    description:
-      - Path, on the host that runs the module, of a JSON file that maps user names to passwords (the simple auth
-        manager's passwords file); the password of O(username) is read from it, so it never passes through Ansible.
-    type: path
   paused:
     description:
       - The wanted state, set as C(is_paused) through C(/api/v2/dags).
@@ -73,6 +59,7 @@ options:
     type: str
 extends_documentation_fragment:
   - failback.airflow.api
+  - failback.airflow.api.login
   - failback.airflow.attributes
   - failback.airflow.attributes.actiongroup_failback
   - failback.airflow.attributes.platform
@@ -157,29 +144,23 @@ from ansible_collections.failback.airflow.plugins.module_utils.airflow_http impo
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            username=dict(type="str", required=True),
-            password=dict(type="str", no_log=True),
-            password_file=dict(type="path"),
             paused=dict(type="bool", required=True),
             dag_ids=dict(type="list", elements="str"),
             moved=dict(type="str", choices=["away", "here"]),
             map_before=dict(type="raw"),
             map_after=dict(type="raw"),
             installation=dict(type="str"),
-            **airflow_api.CONNECTION_ARGUMENT_SPEC,
+            **dict(airflow_api.CONNECTION_ARGUMENT_SPEC, **airflow_api.LOGIN_ARGUMENT_SPEC)
         ),
-        mutually_exclusive=[("dag_ids", "moved"), ("password", "password_file")],
-        required_one_of=[("dag_ids", "moved"), ("password", "password_file")],
+        mutually_exclusive=[("dag_ids", "moved")] + airflow_api.LOGIN_MUTUALLY_EXCLUSIVE,
+        required_one_of=[("dag_ids", "moved")] + airflow_api.LOGIN_REQUIRED_ONE_OF,
         required_by={"moved": ("map_before", "map_after", "installation")},
         supports_check_mode=True,
     )
     params = module.params
     client = airflow_api.Client(params["url"], make_transport(params["validate_certs"]), params["request_timeout"])
     try:
-        password = params["password"]
-        if password is None:
-            password = airflow_api.password_from_file(params["password_file"], params["username"])
-        client.login(params["username"], password)
+        client.login_with(params)
         current = client.dags()
         if params["moved"]:
             selected = airflow_api.select_moved(params["map_before"], params["map_after"], params["installation"],

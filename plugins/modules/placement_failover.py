@@ -32,10 +32,12 @@ options:
       - V(plan) validates the request against the controller's map and returns what would move, without writing.
       - V(commit) writes the new map in one compare-and-swap step (it fails if the map changed since it was read),
         together with the failover journal.
+      - V(keep) gives the old owners the runs they started after the handover (O(kept)) in a new generation of the map,
+        written the same way and recorded in the journal.
       - V(finish) checks with O(publish_plan) that every reachable installation holds the new map, returns the summary
         in RV(msg) and marks the journal done.
     type: str
-    choices: [plan, commit, finish]
+    choices: [plan, commit, keep, finish]
     default: plan
   to:
     description: The installation that becomes the owner.
@@ -52,6 +54,25 @@ options:
       - DAG ids to move, a list or a comma-separated string.
       - With O(source), each must be owned by it or already by O(to); without it, each must have an owner.
     type: raw
+  since:
+    description:
+      - Put the moved DAGs' handover at this time (ISO 8601) instead of now, so that their runs due from then on belong
+        to O(to). For a forced failover where the old owner is known to have run nothing since then.
+      - Needs O(source). DAGs an earlier run of the same failover moved get their handover moved back too (never
+        forward, and never before the handover before it).
+    type: raw
+  kept:
+    description:
+      - "O(step=keep) - C({old_owner: {dag_id: [run_after, ...]}}) or C({old_owner: [run, ...]}), the runs each old owner
+        had started after the handover (RV(failback.airflow.airflow_runs_info#module:late))."
+    type: dict
+    default: {}
+  catchup:
+    description:
+      - O(step=finish) - what the drain and the catch-up did, for the summary (C(rerun), C(left), C(kept), C(disabled),
+        C(notes)).
+    type: dict
+    default: {}
   planned:
     description:
       - O(step=commit) - the map RV(after) of the O(step=plan) call; it is what gets written (the same map the
@@ -82,12 +103,12 @@ attributes:
   check_mode:
     support: full
     details:
-      - O(step=commit) returns the change and the diff and writes nothing.
+      - O(step=commit) and O(step=keep) return the change and the diff and write nothing.
       - O(step=finish) reports whether it would mark the journal done and writes nothing.
   diff_mode:
     support: partial
     details:
-      - O(step=commit) shows the controller's map before and after, when it changes.
+      - O(step=commit) and O(step=keep) show the controller's map before and after, when it changes.
       - O(step=finish) marks the journal done without a diff.
   idempotent:
     support: full
@@ -103,6 +124,8 @@ notes:
     stopped after the commit (killed, or a publish that failed) is resumed by the next run - the DAGs it moved are still
     paused where they left and unpaused where they went. The journal is written before the map.
   - Moving DAGs to the installation that already owns them changes nothing, so the same request can be run again.
+  - Every move records a handover in the map (C(handovers)) at the plan's time (or O(since)); runs due before it stay
+    with the old owner, so a run in flight finishes where it started.
   - Bad input (unknown installations, a DAG list that is a mapping or a number, DAGs owned elsewhere) fails before
     anything is written, with a message that names the value.
 seealso:
@@ -170,6 +193,11 @@ stale_journal:
   returned: success
   type: dict
   sample: null
+kept:
+  description: O(step=keep) - the runs kept by each old owner, C({old_owner: {dag_id: [run_after]}}).
+  returned: with O(step=keep)
+  type: dict
+  sample: {"server-1": {"sales_daily": ["2026-12-01T10:00:00Z"]}}
 msg:
   description: "O(step=finish) - the summary, for example C(moved 2: sales_daily, sales_hourly -> server-2; placement map generation 8)."
   returned: with O(step=finish)

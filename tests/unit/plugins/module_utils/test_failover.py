@@ -10,6 +10,7 @@ from ansible_collections.failback.airflow.plugins.module_utils import failover
 from ansible_collections.failback.airflow.plugins.module_utils import placement as p
 
 KNOWN = ["server-1", "server-2", "server-3"]
+T1, T2 = "2026-12-01T09:00:00Z", "2026-12-01T10:00:00Z"
 M0 = p.PlacementMap({"dag_a": "server-1", "dag_b": "server-1", "dag_c": "server-2"}, 4)
 
 
@@ -22,7 +23,7 @@ def test_journal_path_is_next_to_the_real_map(tmp_path):
 
 
 def test_a_plan_moves_and_stamps_a_new_generation():
-    planned = failover.plan(M0, None, failover.request("server-2", "server-1"), KNOWN, "me", now="t1")
+    planned = failover.plan(M0, None, failover.request("server-2", "server-1"), KNOWN, "me", now=T1)
     assert planned["commit"] and planned["after"].generation == 5 and planned["after"].updated_by == "me"
     assert planned["moved"] == {"dag_a": {"from": "server-1", "to": "server-2"},
                                 "dag_b": {"from": "server-1", "to": "server-2"}}
@@ -30,41 +31,41 @@ def test_a_plan_moves_and_stamps_a_new_generation():
 
 
 def test_an_unfinished_failover_is_resumed_with_what_it_moved():
-    first = failover.plan(M0, None, failover.request("server-2", "server-1", "dag_a"), KNOWN, "me", now="t1")
-    journal = failover.journal_for(first, failover.request("server-2", "server-1", "dag_a"), "me", "t1")
+    first = failover.plan(M0, None, failover.request("server-2", "server-1", "dag_a"), KNOWN, "me", now=T1)
+    journal = failover.journal_for(first, failover.request("server-2", "server-1", "dag_a"), "me", T1)
     # The run died after the commit; the controller's map is the new one.
     again = failover.plan(first["after"], journal, failover.request("server-2", "server-1", "dag_a"), KNOWN, "me")
     assert not again["commit"] and again["resumed"] is journal
     assert again["moved"] == {"dag_a": {"from": "server-1", "to": "server-2"}}, "the resumed run still knows what moved"
-    done = failover.finish(journal, "moved 1", "t2")
+    done = failover.finish(journal, "moved 1", T2)
     after_done = failover.plan(first["after"], done, failover.request("server-2", "server-1", "dag_a"), KNOWN, "me")
     assert after_done["moved"] == {} and after_done["resumed"] is None
 
 
 def test_a_journal_that_no_longer_matches_the_map_is_not_resumed():
-    first = failover.plan(M0, None, failover.request("server-2", "server-1"), KNOWN, "me", now="t1")
-    journal = failover.journal_for(first, failover.request("server-2", "server-1"), "me", "t1")
+    first = failover.plan(M0, None, failover.request("server-2", "server-1"), KNOWN, "me", now=T1)
+    journal = failover.journal_for(first, failover.request("server-2", "server-1"), "me", T1)
     changed_since = first["after"].replace(dags={"dag_a": "server-3", "dag_b": "server-2", "dag_c": "server-2"})
     planned = failover.plan(changed_since, journal, failover.request("server-3", "server-2", "dag_b"), KNOWN, "me")
     assert planned["resumed"] is None and planned["stale_journal"] is journal
 
 
 def test_a_new_request_on_top_of_an_unfinished_one_keeps_the_older_before():
-    first = failover.plan(M0, None, failover.request("server-2", None, "dag_a"), KNOWN, "me", now="t1")
-    journal = failover.journal_for(first, failover.request("server-2", None, "dag_a"), "me", "t1")
-    second = failover.plan(first["after"], journal, failover.request("server-3", None, "dag_b"), KNOWN, "me", now="t2")
+    first = failover.plan(M0, None, failover.request("server-2", None, "dag_a"), KNOWN, "me", now=T1)
+    journal = failover.journal_for(first, failover.request("server-2", None, "dag_a"), "me", T1)
+    second = failover.plan(first["after"], journal, failover.request("server-3", None, "dag_b"), KNOWN, "me", now=T2)
     assert second["commit"] and second["before"] == M0
     assert second["moved"] == {"dag_a": {"from": "server-1", "to": "server-2"},
                                "dag_b": {"from": "server-1", "to": "server-3"}}
-    assert [r["dags"] for r in failover.journal_for(second, failover.request("server-3", None, "dag_b"), "me", "t2")["requests"]] \
+    assert [r["dags"] for r in failover.journal_for(second, failover.request("server-3", None, "dag_b"), "me", T2)["requests"]] \
         == [["dag_a"], ["dag_b"]]
 
 
 def test_journals_round_trip_and_damaged_ones_are_refused(tmp_path):
     path = str(tmp_path / "placement.failover.json")
     assert failover.read_journal(path) is None
-    first = failover.plan(M0, None, failover.request("server-2", "server-1"), KNOWN, "me", now="t1")
-    journal = failover.journal_for(first, failover.request("server-2", "server-1"), "me", "t1")
+    first = failover.plan(M0, None, failover.request("server-2", "server-1"), KNOWN, "me", now=T1)
+    journal = failover.journal_for(first, failover.request("server-2", "server-1"), "me", T1)
     failover.write_journal(path, journal)
     assert failover.read_journal(path) == json.loads(json.dumps(journal))
     (tmp_path / "placement.failover.json").write_text("{not json")
