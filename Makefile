@@ -17,7 +17,7 @@ INVENTORY     ?= inventories/local/hosts.yml
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 
-MOLECULE_SCENARIOS ?= podman docker kubernetes
+MOLECULE_SCENARIOS ?= podman docker drills kubernetes
 
 .PHONY: help setup host-setup site test lint sanity unit test-airflow integration molecule bench changelog clean
 

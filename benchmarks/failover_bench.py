@@ -9,6 +9,14 @@ Servers: failover.yml for failback_hello between server-1 and server-2 of invent
 its map (as the README's failover command; the map's generation grows, an even number of rounds
 leaves the DAG where it was), back and forth ROUNDS times; with --forced also a forced failover
 (and back). Prints each run and the median per kind.
+
+  python benchmarks/failover_bench.py --catchup N  the two local servers, forced failover with catch-up
+
+Catch-up: deploys the drills' 20-second DAG (tests/drills/dags) to both local servers for the
+measurement, stops server-1 between two intervals, lets N intervals pass, runs a forced failover
+with failover_catchup_since, and reports its wall time and the time from the command to the first
+re-run task starting on server-2. Then server-1 is started as at boot (fenced), the map published,
+the DAG moved back, paused on both and its file removed.
 """
 
 from __future__ import annotations
@@ -62,12 +70,81 @@ def figures(label, times):
     print("%-54s %6.2f s (median of %d)" % (label, statistics.median(times), len(times)))
 
 
+def catchup(missed):
+    """Forced failover with catch-up of *missed* intervals on the two local servers (see the docstring)."""
+    sys.path.insert(0, os.path.join(REPO, "tests", "drills"))
+    import drills  # the drills' fleet helpers (stop, boot, API)
+
+    sys.path.insert(0, os.path.join(REPO, "plugins", "module_utils"))
+    import placement
+
+    inventory = os.path.join(REPO, "inventories", "local", "hosts.yml")
+    map_path = os.path.join(REPO, "inventories", "local", "placement.yml")
+    start = time.strftime("%Y-%m-%dT%H:%M:00Z", time.gmtime(time.time() + 60))
+    conf = os.path.join(REPO, "tests", "containers.conf")
+    installations = dict(("server-%d" % i, {"dir": "/opt/failback-airflow/server-%d" % i, "port": 8080 + i,
+                                            "project": "failback-server-%d" % i,
+                                            "unit": "airflow-failback-server-%d.service" % i,
+                                            "env": {"CONTAINERS_CONF": conf}}) for i in (1, 2))
+    start_file = os.path.join(tempfile.mkdtemp(prefix="failback-bench-"), "failback_drills.start")
+    with open(start_file, "w") as handle:
+        handle.write(start + "\n")
+    fleet = drills.Fleet({"repo": REPO, "inventory": inventory, "map": map_path, "start_file": start_file,
+                          "ansible_playbook": os.path.join(BIN, "ansible-playbook"), "installations": installations})
+    dag_id = "failback_drill_quick"
+    current = placement.read_map_file(map_path)
+    placement.atomic_write(map_path, placement.dump_map(placement.stamp(current, placement.assign(
+        current, {dag_id: "server-1"}), "failover_bench")))
+    for inst in installations.values():
+        for name in ("failback_drills.py", "failback_drills.start"):
+            shutil.copy(os.path.join(REPO, "tests", "drills", "dags", name) if name.endswith(".py") else start_file,
+                        os.path.join(inst["dir"], "dags", name))
+        subprocess.run(["podman", "exec", "%s_airflow-dag-processor_1" % inst["project"], "airflow", "dags",
+                        "reserialize"], env=dict(os.environ, **inst["env"]), check=True, capture_output=True,
+                       timeout=300)
+    run("publish.yml", inventory)
+    for name in installations:
+        fleet.api(name, "PATCH", "/dags/%s?update_mask=is_paused" % dag_id, {"is_paused": False})
+    drills.sleep_until(fleet.next_due(dag_id, drills.now()) + drills.datetime.timedelta(seconds=30), "a run on server-1")
+    stop_at = fleet.next_due(dag_id, drills.now()) + drills.datetime.timedelta(seconds=8)
+    drills.sleep_until(stop_at, "between two intervals")
+    fleet.ctl("server-1", "stop")
+    drills.sleep_until(stop_at + drills.datetime.timedelta(seconds=20 * missed), "%d intervals nobody runs" % missed)
+    began = time.monotonic()
+    began_at = drills.now()
+    elapsed = run("failover.yml", inventory, {"failover_dags": dag_id, "failover_from": "server-1",
+                                              "failover_to": "server-2", "failover_force": True,
+                                              "failover_catchup_since": drills.iso(stop_at)})
+    first = None
+    while time.monotonic() - began < 300 and first is None:
+        tis = fleet.api("server-2", "GET", "/dags/%s/dagRuns/~/taskInstances?run_after_gte=%s&limit=100"
+                        % (dag_id, drills.iso(stop_at)))["task_instances"]
+        starts = [drills.parse(t["start_date"]) for t in tis if t.get("start_date") and t["state"] != "skipped"]
+        first = min(starts) if starts else None
+        time.sleep(0.5)
+    figures("forced failover.yml with catch-up of %d intervals" % missed, [elapsed])
+    if first is not None:
+        figures("command to the first re-run task starting", [(first - began_at).total_seconds()])
+    fleet.boot("server-1")
+    fleet.wait_healthy("server-1")
+    run("publish.yml", inventory)
+    run("failover.yml", inventory, {"failover_dags": dag_id, "failover_from": "server-2", "failover_to": "server-1"})
+    for name, inst in installations.items():
+        fleet.api(name, "PATCH", "/dags/%s?update_mask=is_paused" % dag_id, {"is_paused": True})
+        for file_name in ("failback_drills.py", "failback_drills.start"):
+            os.unlink(os.path.join(inst["dir"], "dags", file_name))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--servers", action="store_true", help="the two local server installations (make site first)")
+    parser.add_argument("--catchup", type=int, metavar="N", help="forced failover with catch-up of N missed intervals")
     parser.add_argument("--forced", action="store_true", help="with --servers: also a forced failover")
     parser.add_argument("--rounds", type=int, default=4)
     args = parser.parse_args()
+    if args.catchup:
+        catchup(args.catchup)
+        return
     root = tempfile.mkdtemp(prefix="failback-bench-")
     try:
         if args.servers:
