@@ -807,8 +807,8 @@ def _record_handovers(before, after, at):
         if history and history[-1].at_time > parse_time(at):
             raise PlacementError(
                 "the handover of %s at %s would come before its previous handover (%s, away from %r): "
-                "runs due before that belong to %r" % (key, format_time(at), history[-1].at, history[-1].source,
-                                                      history[-1].source))
+                "runs due before that belong to %r"
+                % (key, format_time(at), history[-1].at, history[-1].source, history[-1].source))
         handovers[key] = (tuple(history) + (Handover(at, old),))[-MAX_HANDOVERS:]
     return handovers
 
@@ -875,8 +875,8 @@ def move_cut(pmap, dag_ids, source, since):
         if len(history) > 1 and since_time <= history[-2].at_time:
             raise PlacementError(
                 "failover_catchup_since %s is not after the previous handover of %s (%s, away from %r): "
-                "runs due before that belong to %r" % (format_time(since_time), dag_id, history[-2].at,
-                                                      history[-2].source, history[-2].source))
+                "runs due before that belong to %r"
+                % (format_time(since_time), dag_id, history[-2].at, history[-2].source, history[-2].source))
         handovers[dag_id] = history[:-1] + (Handover(since_time, source, [k for k in last.kept_times if k >= since_time]),)
     return pmap.replace(handovers=handovers)
 

@@ -112,10 +112,11 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.failback.airflow.plugins.module_utils import airflow_api, catchup, placement
 from ansible_collections.failback.airflow.plugins.module_utils.airflow_http import make_transport
 
+
 def main():
     module = AnsibleModule(
-        argument_spec=dict(catchup.SELECTION_ARGUMENT_SPEC, **dict(airflow_api.CONNECTION_ARGUMENT_SPEC,
-                                                           **airflow_api.LOGIN_ARGUMENT_SPEC)),
+        argument_spec=dict(catchup.SELECTION_ARGUMENT_SPEC,
+                           **dict(airflow_api.CONNECTION_ARGUMENT_SPEC, **airflow_api.LOGIN_ARGUMENT_SPEC)),
         mutually_exclusive=[("dag_ids", "moved")] + airflow_api.LOGIN_MUTUALLY_EXCLUSIVE,
         required_one_of=[("dag_ids", "moved")] + airflow_api.LOGIN_REQUIRED_ONE_OF,
         required_by={"moved": ("map_before",)},

@@ -194,7 +194,7 @@ stale_journal:
   type: dict
   sample: null
 kept:
-  description: O(step=keep) - the runs kept by each old owner, C({old_owner: {dag_id: [run_after]}}).
+  description: "O(step=keep) - the runs kept by each old owner, C({old_owner: {dag_id: [run_after]}})."
   returned: with O(step=keep)
   type: dict
   sample: {"server-1": {"sales_daily": ["2026-12-01T10:00:00Z"]}}

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Exactly-once drills on two real Airflow installations (the Molecule scenario `drills`).
 
 The DAGs of tests/drills/dags/failback_drills.py append a line to a ledger outside Airflow's
@@ -97,7 +96,8 @@ class Fleet(object):
                 if all(part.get("status") == "healthy" for part in health.values()):
                     self._tokens.pop(name, None)
                     return
-            except Exception:  # pylint: disable=broad-except - not up yet
+            except Exception:  # pylint: disable=broad-except
+                # not up yet
                 pass
             time.sleep(3)
         raise DrillFailed("%s is not healthy after %d s" % (name, timeout))
@@ -123,10 +123,10 @@ class Fleet(object):
                     break
                 time.sleep(0.2)
         try:
-            output, _ = proc.communicate(timeout=timeout)
+            output = proc.communicate(timeout=timeout)[0]
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
-            output, _ = proc.communicate()
+            output = proc.communicate()[0]
             raise DrillFailed("%s did not end within %d s:\n%s" % (name, timeout, output[-4000:]))
         seconds = time.monotonic() - began
         self.timings.append((name, extra, seconds, proc.returncode))

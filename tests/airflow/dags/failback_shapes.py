@@ -14,7 +14,7 @@ import os
 import pendulum
 from airflow.providers.standard.operators.bash import BashOperator
 from airflow.providers.standard.operators.python import PythonOperator
-from airflow.sdk import BaseOperator, dag, task
+from airflow.sdk import BaseOperator, dag
 from airflow.triggers.base import StartTriggerArgs
 
 START = pendulum.datetime(2024, 1, 1, tz="UTC")

@@ -404,7 +404,8 @@ def _current_context():
             return None
     try:
         return get_current_context()
-    except Exception:  # pylint: disable=broad-except - no task is running (a test, the CLI)
+    except Exception:  # pylint: disable=broad-except
+        # no task is running (a test, the CLI)
         return None
 
 
