@@ -46,7 +46,7 @@ CONNECTION_ARGUMENT_SPEC = dict(
 LOGIN_ARGUMENT_SPEC = dict(
     username=dict(type="str", required=True),
     password=dict(type="str", no_log=True),
-    password_file=dict(type="path"),
+    password_file=dict(type="path", no_log=False),
 )
 LOGIN_MUTUALLY_EXCLUSIVE = [("password", "password_file")]
 LOGIN_REQUIRED_ONE_OF = [("password", "password_file")]
