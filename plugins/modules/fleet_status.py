@@ -1,0 +1,164 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) failback.airflow contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: fleet_status
+short_description: Who owns what in the fleet, and every way it has drifted from the controller's placement map
+version_added: "0.4.0"
+description:
+  - Compares the controller's placement map with what every installation holds (map generation, fence) and what its
+    Airflow answers (M(failback.airflow.airflow_status_info)), and returns the fleet report - one row per
+    installation, one per DAG - with its findings, each a named drift with a severity.
+  - "The findings: C(leak), C(unreachable), C(ahead) (critical); C(fenced), C(behind), C(unhealthy), C(api_unreadable),
+    C(unmapped_dag), C(paused_on_owner), C(owner_does_not_parse) (error); C(unknown_dag), C(dag_sets_differ),
+    C(import_errors), C(files_differ) (warning). The README's fleet status section explains each."
+  - Writes the report as JSON and as a self-contained HTML page (no script, no external asset) next to the map,
+    each replaced atomically.
+  - C(playbooks/status.yml) gathers the data and calls it; other playbooks can call it the same way.
+author:
+  - Failback Airflow Maintainers (@failback)
+options:
+  path:
+    description: The controller's placement map.
+    type: path
+    required: true
+  installations:
+    description:
+      - "Per installation name: C(role) (the role that runs it), C(held) (C(reachable), C(generation), C(fenced),
+        C(fence_reason), C(error): what its placement directory holds) and C(airflow) (RV(failback.airflow.airflow_status_info#module:status),
+        C({error: message}) when its API did not answer, or null when it was not read, e.g. a cluster)."
+    type: dict
+    required: true
+  files_differ:
+    description: Per installation, the credential or guard files a check-mode C(site.yml) would change.
+    type: dict
+    default: {}
+  json_path:
+    description: Where the JSON report goes; empty for none. Default C(fleet-status.json) next to O(path).
+    type: path
+  html_path:
+    description: Where the HTML report goes; empty for none. Default C(fleet-status.html) next to O(path).
+    type: path
+  fail_on:
+    description: The least severe finding that makes RV(failing) non-empty (C(playbooks/status.yml) then fails).
+    type: str
+    choices: [critical, error, warning]
+    default: warning
+extends_documentation_fragment:
+  - failback.airflow.attributes
+  - failback.airflow.attributes.actiongroup_failback
+  - failback.airflow.attributes.platform
+attributes:
+  check_mode:
+    support: full
+    details:
+      - In check mode the reports are not written; RV(report) is returned all the same.
+  diff_mode:
+    support: none
+    details:
+      - No diff is returned.
+  idempotent:
+    support: full
+    details:
+      - The reports are output, not state; the module never reports a change.
+  platform:
+    support: full
+    platforms: posix
+    details:
+      - Runs where the controller's map is (delegate it to localhost).
+seealso:
+  - module: failback.airflow.airflow_status_info
+"""
+
+EXAMPLES = r"""
+- name: Assess the fleet
+  failback.airflow.fleet_status:
+    path: "{{ airflow_placement_map_src }}"
+    installations: "{{ fleet_observed }}"
+  delegate_to: localhost
+  run_once: true
+  register: fleet
+"""
+
+RETURN = r"""
+report:
+  description: C(generation), C(installations) (rows), C(dags) (rows), C(findings) (C(code), C(severity), C(subject),
+    C(detail), C(meaning)), C(counts) per severity, C(healthy).
+  returned: always
+  type: dict
+lines:
+  description: The report as text, as C(playbooks/status.yml) prints it.
+  returned: always
+  type: list
+  elements: str
+summary:
+  description: "One line, e.g. C(fleet drifted: 1 error, 2 warning)."
+  returned: always
+  type: str
+failing:
+  description: The findings at or above O(fail_on).
+  returned: always
+  type: list
+  elements: dict
+json_path:
+  description: The JSON report written (empty in check mode or when none).
+  returned: always
+  type: str
+html_path:
+  description: The HTML report written (empty in check mode or when none).
+  returned: always
+  type: str
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.failback.airflow.plugins.module_utils import fleet, placement
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type="path", required=True),
+            installations=dict(type="dict", required=True),
+            files_differ=dict(type="dict", default={}),
+            json_path=dict(type="path"),
+            html_path=dict(type="path"),
+            fail_on=dict(type="str", choices=list(fleet.SEVERITIES), default="warning"),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    folder = os.path.dirname(os.path.abspath(params["path"]))
+    try:
+        pmap = placement.read_map_file(params["path"], list(params["installations"]))
+        if pmap is None:
+            raise placement.PlacementError("there is no controller map here (run site.yml first)")
+        report = fleet.assess(pmap, params["installations"], params["files_differ"])
+        failing = fleet.failing(report, params["fail_on"])
+    except placement.PlacementError as exc:
+        module.fail_json(msg="%s: %s" % (params["path"], exc))
+    now = placement.utc_now()
+    written = {}
+    for key, default, render in (("json_path", "fleet-status.json", fleet.render_json),
+                                 ("html_path", "fleet-status.html", fleet.render_html)):
+        target = params[key] if params[key] is not None else os.path.join(folder, default)
+        written[key] = ""
+        if target and not module.check_mode:
+            try:
+                placement.atomic_write(target, render(report, now), mode=0o644)
+            except (OSError, IOError) as exc:
+                module.fail_json(msg="cannot write the report %s: %s" % (target, exc))
+            written[key] = target
+    module.exit_json(changed=False, report=report, lines=fleet.render_text(report), summary=fleet.summary_line(report),
+                     failing=failing, **written)
+
+
+if __name__ == "__main__":
+    main()

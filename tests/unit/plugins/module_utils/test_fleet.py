@@ -1,0 +1,204 @@
+"""The fleet status rules (module_utils/fleet.py): every finding from plain installation data."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from ansible_collections.failback.airflow.plugins.module_utils import fleet
+from ansible_collections.failback.airflow.plugins.module_utils import placement as p
+
+MAP = p.parse_map(
+    '"@failback":\n  generation: 7\n  updated_at: "2026-12-01T10:00:00Z"\n  updated_by: "alice@ctl"\n'
+    '  handovers:\n    sales:\n      - {at: "2026-12-01T10:00:00Z", from: "server-1"}\n'
+    "sales: server-2\nhello: server-1\n")
+HEALTHY = {"metadatabase": "healthy", "scheduler": "healthy", "dag_processor": "healthy", "triggerer": "healthy"}
+
+
+def airflow(dags, paused=(), runs=None, executed=(), problems=None, import_errors=()):
+    return {"version": "3.3.2", "health": dict(HEALTHY), "problems": dict(problems or {}),
+            "dags": dict((d, {"paused": d in paused}) for d in dags), "import_errors": list(import_errors),
+            "runs": dict(runs or {}), "executed": list(executed), "window_start": "2026-11-30T12:00:00Z"}
+
+
+def held(generation=7, fenced=None):
+    data = p.parse_map('"@failback":\n  generation: %d\nsales: server-2\nhello: server-1\n' % generation).to_data()
+    return {"reachable": True, "map": data, "fenced": fenced, "version": None}
+
+
+def clean(**changes):
+    fleet_data = {
+        "server-1": {"role": "airflow_server", "held": held(), "airflow": airflow(["sales", "hello"], paused=["sales"])},
+        "server-2": {"role": "airflow_server", "held": held(), "airflow": airflow(["sales", "hello"], paused=["hello"])},
+    }
+    for name, value in changes.items():
+        fleet_data[name.replace("_", "-")] = value
+    return fleet_data
+
+
+def codes(report):
+    return sorted((f["code"], f["subject"]) for f in report["findings"])
+
+
+def test_clean_fleet_has_no_finding():
+    report = fleet.assess(MAP, clean())
+    assert report["findings"] == [] and report["healthy"]
+    assert [r["owns"] for r in report["installations"]] == [1, 1]
+    assert fleet.summary_line(report).startswith("fleet healthy: generation 7, 2 installation(s), 2 DAG(s)")
+    assert fleet.failing(report) == []
+
+
+@pytest.mark.parametrize("server_1, expected", [
+    ({"role": "airflow_server", "held": {"reachable": False, "error": "permission denied"}, "airflow": None},
+     [("unreachable", "server-1")]),
+    ({"role": "airflow_server", "held": held(6), "airflow": airflow(["sales", "hello"], paused=["sales"])},
+     [("behind", "server-1")]),
+    ({"role": "airflow_server", "held": held(8), "airflow": airflow(["sales", "hello"], paused=["sales"])},
+     [("ahead", "server-1")]),
+    ({"role": "airflow_server", "held": {"reachable": True, "map": None, "fenced": None},
+      "airflow": airflow(["sales", "hello"], paused=["sales"])},
+     [("behind", "server-1")]),
+    ({"role": "airflow_server", "held": held(fenced="restarted outside Ansible"),
+      "airflow": airflow(["sales", "hello"], paused=["sales"])},
+     [("fenced", "server-1")]),
+    ({"role": "airflow_server", "held": held(), "airflow": {"error": "HTTP 503"}},
+     [("api_unreadable", "server-1")]),
+    ({"role": "airflow_server", "held": held(),
+      "airflow": airflow(["sales", "hello"], paused=["sales"], problems={"scheduler": "unhealthy"})},
+     [("unhealthy", "server-1")]),
+    ({"role": "airflow_server", "held": held(),
+      "airflow": airflow(["sales", "hello"], paused=["sales"], import_errors=[{"filename": "/dags/bad.py"}])},
+     [("import_errors", "server-1")]),
+    # hello is server-1's: paused there, it runs nowhere
+    ({"role": "airflow_server", "held": held(), "airflow": airflow(["sales", "hello"], paused=["sales", "hello"])},
+     [("paused_on_owner", "hello")]),
+    # server-1 owns hello and does not parse it; the DAG sets differ too
+    ({"role": "airflow_server", "held": held(), "airflow": airflow(["sales"], paused=["sales"])},
+     [("dag_sets_differ", "server-1"), ("owner_does_not_parse", "hello")]),
+    # a DAG deployed everywhere and listed nowhere, without a default owner, runs nowhere
+    ({"role": "airflow_server", "held": held(), "airflow": airflow(["sales", "hello", "orphan"], paused=["sales"])},
+     [("dag_sets_differ", "server-2"), ("unmapped_dag", "orphan")]),
+])
+def test_each_drift_is_one_named_finding(server_1, expected):
+    report = fleet.assess(MAP, clean(server_1=server_1))
+    assert codes(report) == expected
+    assert not report["healthy"]
+    for finding in report["findings"]:
+        assert finding["severity"] == fleet.FINDINGS[finding["code"]][0]
+
+
+def test_map_entry_for_a_dag_nobody_parses():
+    pmap = p.parse_map("\"@failback\":\n  generation: 7\nsales: server-2\nhello: server-1\nsalse: server-2\n")
+    report = fleet.assess(pmap, clean())
+    assert ("unknown_dag", "salse") in codes(report)
+
+
+def test_default_owner_covers_unlisted_dags():
+    pmap = p.parse_map('"@failback":\n  generation: 7\n  default: server-1\nsales: server-2\n')
+    report = fleet.assess(pmap, clean())
+    assert codes(report) == []
+
+
+def test_unread_cluster_is_not_a_finding():
+    fleet_data = clean()
+    fleet_data["k8s"] = {"role": "airflow_kubernetes", "held": held(), "airflow": None}
+    pmap = p.parse_map('"@failback":\n  generation: 7\nsales: server-2\nhello: server-1\n', ["server-1", "server-2", "k8s"])
+    report = fleet.assess(pmap, fleet_data)
+    assert codes(report) == []
+    assert [r["api"] for r in report["installations"]] == ["not read", "ok", "ok"]
+
+
+def ti(dag, due, owner_records, state="success", operator="PythonOperator", task="t"):
+    return {"dag_id": dag, "run_id": "scheduled__" + due, "task_id": task, "map_index": -1, "run_after": due,
+            "state": state, "operator": operator, "guard": owner_records}
+
+
+@pytest.mark.parametrize("executed, leak", [
+    # server-1 ran sales due 09:00, before the handover at 10:00: its run, no leak
+    ([ti("sales", "2026-12-01T09:00:00Z", ["failback_guard_run"])], None),
+    # the guard stopped sales due 11:00 on server-1 (failed with a fence, say): no leak
+    ([ti("sales", "2026-12-01T11:00:00Z", ["failback_guard_error"], state="failed")], None),
+    # an EmptyOperator is marked success by the scheduler everywhere: not a leak
+    ([ti("sales", "2026-12-01T11:00:00Z", [], operator="EmptyOperator")], None),
+    # sales due 11:00 belongs to server-2; its guard let it run on server-1: leak
+    ([ti("sales", "2026-12-01T11:00:00Z", ["failback_guard_run"])], "its guard let it run"),
+    # ... or it ran without any guard record
+    ([ti("sales", "2026-12-01T11:00:00Z", [])], "no guard record"),
+    # a task killed before its guard decided (a worker lost) is up for retry without a record: nothing ran
+    ([ti("sales", "2026-12-01T11:00:00Z", [], state="up_for_retry")], None),
+])
+def test_leaks_from_executed_task_instances(executed, leak):
+    fleet_data = clean()
+    fleet_data["server-1"]["airflow"]["executed"] = executed
+    found = [f for f in fleet.assess(MAP, fleet_data)["findings"] if f["code"] == "leak"]
+    if leak is None:
+        assert found == []
+    else:
+        assert len(found) == 1 and found[0]["severity"] == "critical" and leak in found[0]["detail"]
+        assert found[0]["subject"] == "sales on server-1" and "owner server-2" in found[0]["detail"]
+
+
+def test_fail_on_and_order():
+    fleet_data = clean(server_1={"role": "airflow_server", "held": held(6),
+                                 "airflow": airflow(["sales", "hello", "x"], paused=["sales"])})
+    report = fleet.assess(MAP, fleet_data)
+    assert [f["severity"] for f in report["findings"]] == ["error", "error", "warning"]
+    assert len(fleet.failing(report, "warning")) == 3
+    assert len(fleet.failing(report, "error")) == 2
+    assert fleet.failing(report, "critical") == []
+    with pytest.raises(p.PlacementError, match="fail_on 'bogus' is not one of critical, error, warning"):
+        fleet.failing(report, "bogus")
+    assert report["counts"] == {"critical": 0, "error": 2, "warning": 1}
+
+
+def test_a_held_map_that_does_not_parse_is_unreachable():
+    fleet_data = clean()
+    fleet_data["server-1"]["held"] = {"reachable": True, "map": {"sales": 12}, "fenced": None}
+    report = fleet.assess(MAP, fleet_data)
+    assert ("unreachable", "server-1") in codes(report)
+
+
+def test_text_report_tables():
+    fleet_data = clean(server_1={"role": "airflow_server", "held": held(fenced="restarted"),
+                                 "airflow": airflow(["sales", "hello"], paused=["sales"],
+                                                    runs={"hello": {"run_id": "r1", "run_after": "2026-12-01T11:00:00Z",
+                                                                    "state": "success"}})})
+    lines = fleet.render_text(fleet.assess(MAP, fleet_data))
+    text = "\n".join(lines)
+    assert re.search(r"^server-1\s+yes\s+healthy\s+7/7\s+FENCED\s+1\s+2\s+0\s+3\.3\.2$", text, re.M)
+    assert re.search(r"^hello\s+server-1\s+no\s+yes\s+2026-12-01T11:00:00Z success$", text, re.M)
+    assert re.search(r"^ERROR\s+fenced\s+server-1: restarted$", text, re.M)
+    assert lines[-1] == "fleet drifted: 1 error"
+
+
+def test_html_is_self_contained_and_escaped():
+    fleet_data = clean(server_1={"role": "airflow_server", "held": {"reachable": False, "error": "<b>denied</b>"},
+                                 "airflow": None})
+    page = fleet.render_html(fleet.assess(MAP, fleet_data), generated_at="2026-12-01T12:00:00Z")
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    assert "&lt;b&gt;denied&lt;/b&gt;" in page and "<b>denied" not in page
+    assert not re.search(r"<script|<link|src=|href=|url\(|@import", page)
+    assert '<tr class="critical"><td>critical</td><td>unreachable</td><td>server-1</td>' in page
+
+
+def test_json_round_trip():
+    report = fleet.assess(MAP, clean())
+    data = json.loads(fleet.render_json(report, generated_at="2026-12-01T12:00:00Z"))
+    assert data["generated_at"] == "2026-12-01T12:00:00Z" and data["healthy"] is True
+    assert data["installations"][0]["installation"] == "server-1"
+
+
+def test_no_leak_is_claimed_before_the_oldest_remembered_handover():
+    handovers = "".join('      - {at: "2026-12-01T%02d:00:00Z", from: "%s"}\n' % (h, "server-1" if h % 2 else "server-2")
+                        for h in range(1, 9))
+    pmap = p.parse_map('"@failback":\n  generation: 7\n  handovers:\n    sales:\n' + handovers
+                       + "sales: server-1\nhello: server-1\n")
+    assert len(pmap.history("sales")) == p.MAX_HANDOVERS
+    fleet_data = clean()
+    # due before the oldest remembered handover (01:00): unknown owner, no finding; due 01:30: server-2's
+    fleet_data["server-1"]["airflow"]["executed"] = [
+        ti("sales", "2026-12-01T00:30:00Z", ["failback_guard_run"]), ti("sales", "2026-12-01T01:30:00Z", ["failback_guard_run"])]
+    found = [f for f in fleet.assess(pmap, fleet_data)["findings"] if f["code"] == "leak"]
+    assert [f["detail"].split()[0] for f in found] == ["scheduled__2026-12-01T01:30:00Z"]
