@@ -57,7 +57,7 @@ setup: $(VENV)/.stamp $(COLLECTION)
 # One progress line per stage; the installations print where they answer at the end.
 site: setup
 	@start=$$SECONDS; echo "[make site] 1/3 host packages: Podman and its network DNS through the airflow_server role, debootstrap"; \
-		bash tests/setup-host.sh --engine podman --no-images; \
+		bash tests/setup-host.sh --engine podman --no-images --site; \
 		echo "[make site] 2/3 local images (tests/images/build.sh; about 3 minutes the first time)"; \
 		bash tests/images/build.sh; \
 		echo "[make site] 3/3 installations of $(INVENTORY) (playbooks/site.yml; about 2 minutes the first time)"; \

@@ -6,19 +6,21 @@
 #  1. The container engines through the airflow_server role's own package lists
 #     (tests/setup-host.yml): Podman with the DNS component of its network backend and
 #     podman-compose; Docker (docker.io) unless --engine podman.
-#  2. What only the tests need: debootstrap (local images) and systemd-analyze.
+#  2. What only the tests need: debootstrap (local images), systemd-analyze and, unless --site,
+#     Debian's chromium (the fleet status page is rendered headless and its screenshot checked).
 #  3. Docker Compose v2 for the docker Molecule scenario: Debian 12 has only docker-compose 1.29,
 #     so the docker-compose 2.x package of Debian 13 (trixie) is downloaded through a
 #     repository-local apt configuration (/etc/apt is not touched) and only its CLI plugin binary
 #     is placed in /usr/local/lib/docker/cli-plugins/ (nothing is registered with dpkg).
 #  4. The local container images (tests/images/build.sh): no registry is reachable here.
 #
-# Usage: tests/setup-host.sh [--engine podman] [--no-images]
+# Usage: tests/setup-host.sh [--engine podman] [--no-images] [--site]
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="$REPO/.cache/setup-host"
 TEST_PACKAGES=(debootstrap systemd)
+BROWSER_PACKAGES=(chromium)
 COMPOSE_PLUGIN=/usr/local/lib/docker/cli-plugins/docker-compose
 COMPOSE_SUITE=trixie
 
@@ -28,6 +30,7 @@ while [ "$#" -gt 0 ]; do
     case "$1" in
         --engine) [ "${2:-}" = podman ] || { echo "setup-host.sh: --engine takes podman" >&2; exit 2; }; engines='["podman"]'; shift ;;
         --no-images) images=false ;;
+        --site) BROWSER_PACKAGES=() ;;
         *) echo "setup-host.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -49,7 +52,7 @@ ANSIBLE_CONFIG="$REPO/ansible.cfg" "$REPO/.venv/bin/ansible-playbook" -i localho
     || { tail -n 40 "$REPO/.cache/setup-host.log" >&2; exit 1; }
 
 missing=()
-for package in "${TEST_PACKAGES[@]}"; do
+for package in "${TEST_PACKAGES[@]}" "${BROWSER_PACKAGES[@]}"; do
     if ! dpkg-query -W -f '${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
         missing+=("$package")
     fi
