@@ -196,6 +196,18 @@ SELECTION_ARGUMENT_SPEC = dict(
 )
 
 
+def module_kwargs(**extra_options):
+    """The AnsibleModule keywords of the modules that read runs around a handover and log in."""
+    return dict(
+        argument_spec=dict(extra_options, **dict(SELECTION_ARGUMENT_SPEC,
+                                                 **dict(airflow_api.CONNECTION_ARGUMENT_SPEC, **airflow_api.LOGIN_ARGUMENT_SPEC))),
+        mutually_exclusive=[("dag_ids", "moved")] + airflow_api.LOGIN_MUTUALLY_EXCLUSIVE,
+        required_one_of=[("dag_ids", "moved")] + airflow_api.LOGIN_REQUIRED_ONE_OF,
+        required_by={"moved": ("map_before",)},
+        supports_check_mode=True,
+    )
+
+
 def select(client, params):
     """``(map, selected DAGs the installation knows, selected DAGs it does not know)`` for the module's options."""
     pmap = airflow_api._as_map(params["map_after"], "map_after")

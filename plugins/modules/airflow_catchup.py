@@ -122,16 +122,11 @@ from ansible_collections.failback.airflow.plugins.module_utils.airflow_http impo
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
+        **catchup.module_kwargs(
             executed_elsewhere=dict(type="list", elements="str", default=[]),
             old_owner_asked=dict(type="bool", default=False),
             note=dict(type="str", default="Re-run here by failback.airflow after a failover - nobody ran it before."),
-            **dict(catchup.SELECTION_ARGUMENT_SPEC, **dict(airflow_api.CONNECTION_ARGUMENT_SPEC, **airflow_api.LOGIN_ARGUMENT_SPEC))
-        ),
-        mutually_exclusive=[("dag_ids", "moved")] + airflow_api.LOGIN_MUTUALLY_EXCLUSIVE,
-        required_one_of=[("dag_ids", "moved")] + airflow_api.LOGIN_REQUIRED_ONE_OF,
-        required_by={"moved": ("map_before",)},
-        supports_check_mode=True,
+        )
     )
     params = module.params
     client = catchup.RunsClient(params["url"], make_transport(params["validate_certs"]), params["request_timeout"])
