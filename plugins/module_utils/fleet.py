@@ -251,6 +251,59 @@ def assess(pmap, installations, files_differ=None):
             "counts": counts, "healthy": not findings}
 
 
+#: Findings that stop a failover before anything changes (unless the health check is skipped): a
+#: moved DAG that its new owner does not parse would run nowhere after the move.
+PREFLIGHT_STOP = ("owner_does_not_parse",)
+
+
+def preflight(after, target, moved, airflow, role=""):
+    """Drift on the new owner of a failover, before anything changes (``failover.yml``).
+
+    *after*: the planned map (a PlacementMap, or its data); *target*: the new owner; *moved*: the
+    DAG ids that move to it; *airflow*: what its Airflow answers (:func:`read_installation`, or
+    ``{"error": msg}``, or None when not read, e.g. a cluster).  The same rules as :func:`assess`,
+    asked of the target alone against the planned map, keeping what concerns the target and the
+    DAGs it will own: the DAGs it parses, paused DAGs it keeps owning, import errors, recent
+    leaks, unhealthy components.  Left out: what the failover itself changes (its generation and
+    fence, the moved DAGs' pause state) and what needs the other installations.
+    Returns ``{"findings": [...], "stop": [...], "lines": [...], "note": str or None}``; *stop*
+    holds the findings of :data:`PREFLIGHT_STOP` about moved DAGs; *note* says when nothing was read.
+    """
+    if isinstance(after, (str, bytes)):
+        after = placement.parse_map(after, source="the planned map")
+    elif not isinstance(after, placement.PlacementMap):
+        after = placement.from_data(dict(after or {}), source="the planned map")
+    moved = set(m for m in moved or [] if m != "@default")  # "@default": the default owner role moved
+    if airflow is None:
+        return {"findings": [], "stop": [], "lines": [], "note": "%s: its Airflow was not read (no REST status for its role)" % target}
+    report = assess(after, {target: {"role": role, "airflow": airflow,
+                                     "held": {"reachable": True, "generation": after.generation}}})
+    owned = set(after.dags_of(target)) | moved
+    if after.default == target:
+        owned |= set((airflow.get("dags") or {}) if isinstance(airflow, dict) else ())
+    keep = []
+    for finding in report["findings"]:
+        if finding["code"] in ("unknown_dag", "behind", "ahead", "fenced", "dag_sets_differ", "unmapped_dag"):
+            continue
+        if finding["code"] == "paused_on_owner" and finding["subject"] in moved:
+            continue  # the grant unpauses it
+        if finding["subject"] != target and finding["subject"] not in owned and " on %s" % target not in finding["subject"]:
+            continue
+        keep.append(finding)
+    if isinstance(airflow, dict) and not airflow.get("error"):
+        # assess() calls a DAG that no installation it was given parses unknown_dag; here only the
+        # new owner was read, and a moved DAG it does not parse would run nowhere.
+        parsed = airflow.get("dags") or {}
+        shown = set(f["subject"] for f in keep if f["code"] == "owner_does_not_parse")
+        for dag_id in sorted(moved - set(parsed) - shown):
+            keep.append(_finding("owner_does_not_parse", dag_id, "%s would own it and does not parse it" % target))
+    order = dict((s, i) for i, s in enumerate(SEVERITIES))
+    keep.sort(key=lambda f: (order[f["severity"]], f["code"], f["subject"]))
+    stop = [f for f in keep if f["code"] in PREFLIGHT_STOP and f["subject"] in moved]
+    lines = ["%s %s %s: %s" % (f["severity"].upper(), f["code"], f["subject"], f["detail"]) for f in keep]
+    return {"findings": keep, "stop": stop, "lines": lines, "note": None}
+
+
 def failing(report, fail_on="warning"):
     """The findings at or above the severity *fail_on* (one of SEVERITIES)."""
     if fail_on not in SEVERITIES:

@@ -202,3 +202,66 @@ def test_no_leak_is_claimed_before_the_oldest_remembered_handover():
         ti("sales", "2026-12-01T00:30:00Z", ["failback_guard_run"]), ti("sales", "2026-12-01T01:30:00Z", ["failback_guard_run"])]
     found = [f for f in fleet.assess(pmap, fleet_data)["findings"] if f["code"] == "leak"]
     assert [f["detail"].split()[0] for f in found] == ["scheduled__2026-12-01T01:30:00Z"]
+
+
+# ------------------------------------------------------------------ the failover's pre-flight
+
+# sales moves from server-2 to server-1; server-1 keeps hello
+AFTER = p.parse_map('"@failback":\n  generation: 8\nsales: server-1\nhello: server-1\nother: server-2\n')
+
+
+def preflight_codes(result):
+    return sorted((f["code"], f["subject"]) for f in result["findings"])
+
+
+def test_a_ready_new_owner_has_no_finding_and_the_moved_dag_may_be_paused_there():
+    result = fleet.preflight(AFTER, "server-1", ["sales"], airflow(["sales", "hello", "other"], paused=["sales"]))
+    assert result == {"findings": [], "stop": [], "lines": [], "note": None}
+
+
+def test_a_moved_dag_the_new_owner_does_not_parse_stops_the_failover():
+    result = fleet.preflight(AFTER.to_data(), "server-1", ["sales"], airflow(["hello"]))
+    assert preflight_codes(result) == [("owner_does_not_parse", "sales")]
+    assert [f["subject"] for f in result["stop"]] == ["sales"]
+    assert result["lines"] == ["ERROR owner_does_not_parse sales: server-1 would own it and does not parse it"]
+
+
+@pytest.mark.parametrize("answer, expected", [
+    # a DAG it keeps owning, paused there: runs nowhere (drift, not a stop)
+    (airflow(["sales", "hello"], paused=["hello"]), [("paused_on_owner", "hello")]),
+    # import errors and an unhealthy component on the new owner
+    (airflow(["sales", "hello"], problems={"triggerer": "status unhealthy"},
+             import_errors=[{"filename": "/opt/airflow/dags/x.py", "error": ["SyntaxError"]}]),
+     [("import_errors", "server-1"), ("unhealthy", "server-1")]),
+    # a task of other's run executed on server-1 (other belongs to server-2): a leak on the new owner
+    (airflow(["sales", "hello", "other"], executed=[ti("other", "2026-12-01T11:00:00Z", ["failback_guard_run"])]),
+     [("leak", "other on server-1")]),
+    ({"error": "HTTP 401 from /api/v2/dags"}, [("api_unreadable", "server-1")]),
+])
+def test_drift_on_the_new_owner_is_shown_without_stopping(answer, expected):
+    result = fleet.preflight(AFTER, "server-1", ["sales"], answer, role="airflow_server")
+    assert preflight_codes(result) == expected
+    assert result["stop"] == [] and len(result["lines"]) == len(expected)
+
+
+def test_what_the_failover_changes_or_the_other_installations_own_is_left_out():
+    # other (server-2's) is not parsed on server-1, its generation is not looked at, a paused DAG it
+    # does not own is not its business
+    result = fleet.preflight(AFTER, "server-1", ["sales"], airflow(["sales", "hello", "x"], paused=["x"]))
+    assert result["findings"] == []
+
+
+def test_a_cluster_that_is_not_read_gives_a_line_and_no_finding():
+    result = fleet.preflight(AFTER, "k8s", ["sales"], None)
+    assert result["findings"] == result["stop"] == result["lines"] == [] and "not read" in result["note"]
+
+
+def test_the_default_owner_is_asked_about_every_dag_it_parses():
+    after = p.parse_map('"@failback":\n  generation: 8\n  default: server-1\nother: server-2\n')
+    result = fleet.preflight(after, "server-1", ["sales"], airflow(["hello"], paused=["hello"]))
+    assert preflight_codes(result) == [("owner_does_not_parse", "sales"), ("paused_on_owner", "hello")]
+
+
+def test_moving_the_default_owner_role_is_not_a_dag():
+    after = p.parse_map('"@failback":\n  generation: 8\n  default: server-1\n')
+    assert fleet.preflight(after, "server-1", ["@default"], airflow(["hello"]))["findings"] == []

@@ -1,0 +1,23 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) failback.airflow contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Jinja filters over the fleet status rules (plugins/module_utils/fleet.py)."""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.failback.airflow.plugins.module_utils import fleet, placement
+
+
+def fleet_preflight(airflow, after, target, moved=None, role=""):
+    """Drift on a failover's new owner: ``{findings, stop, lines}`` (see fleet.preflight)."""
+    try:
+        return fleet.preflight(after, target, moved or [], airflow, role=role)
+    except placement.PlacementError as exc:
+        raise AnsibleFilterError(str(exc))
+
+
+class FilterModule(object):
+    def filters(self):
+        return {"fleet_preflight": fleet_preflight}
