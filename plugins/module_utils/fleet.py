@@ -151,8 +151,9 @@ def assess(pmap, installations, files_differ=None):
 
     *installations*: ``{name: {"role": str, "held": {"reachable", "map" (its data) or "generation", "fenced"
     (the reason, or a bool), "error"}, "airflow": read_installation() data, or None when not read, or
-    {"error": msg}}}`` - "held" is the placement role's fact airflow_placement_held.
-    *files_differ*: ``{name: [file, ...]}`` from a check-mode site.yml.
+    {"error": msg}, "drift": the files a check-mode site.yml would change there, or None when not checked}}``
+    - "held" is the placement role's fact airflow_placement_held.
+    *files_differ*: ``{name: [file, ...]}`` found some other way (added to each "drift").
     """
     findings, rows = [], []
     parsed_by = {}
@@ -206,7 +207,7 @@ def assess(pmap, installations, files_differ=None):
                                          "%s %s (due %s, owner %s) %s: %s" % (
                                              leak["run_id"], leak["task_id"], leak["run_after"], leak["owner"],
                                              leak["state"], leak["why"])))
-        for changed in (files_differ or {}).get(name) or []:
+        for changed in sorted(set((files_differ or {}).get(name) or []) | set(info.get("drift") or [])):
             findings.append(_finding("files_differ", name, changed))
         rows.append(row)
 

@@ -31,11 +31,13 @@ options:
     description:
       - "Per installation name: C(role) (the role that runs it), C(held) (C(reachable), C(generation), C(fenced),
         C(fence_reason), C(error): what its placement directory holds) and C(airflow) (RV(failback.airflow.airflow_status_info#module:status),
-        C({error: message}) when its API did not answer, or null when it was not read, e.g. a cluster)."
+        C({error: message}) when its API did not answer, or null when it was not read, e.g. a cluster) and C(drift)
+        (the credential and guard files a check-mode C(site.yml) would change there, from the roles' C(drift) entry
+        points; null when not checked)."
     type: dict
     required: true
   files_differ:
-    description: Per installation, the credential or guard files a check-mode C(site.yml) would change.
+    description: Per installation, more files that differ from what C(site.yml) would write, found some other way.
     type: dict
     default: {}
   json_path:

@@ -110,6 +110,23 @@ def test_drift_is_found_named_and_fails_the_run(fleet):
     assert run_playbook("status.yml", inventory, {"status_fail_on": "critical"}).rc == 0
 
 
+def test_guard_files_that_differ_from_what_site_yml_writes_are_found_in_check_mode(fleet):
+    root, inventory = fleet
+    assert run_playbook("status.yml", inventory, {"status_check_files": True}).rc == 0
+    assert report(root)["findings"] == []
+    edited = os.path.join(root, "server-2", "config", "failback_guard.py")
+    with open(edited, "a") as handle:
+        handle.write("# edited by hand\n")
+    before = snapshot(root)
+    run = run_playbook("status.yml", inventory, {"status_check_files": True})
+    assert run.rc == 2, run
+    assert codes(report(root)) == [("files_differ", "server-2")]
+    assert report(root)["findings"][0]["detail"] == edited
+    assert snapshot(root) == before  # the check-mode comparison wrote nothing
+    # without status_check_files the files are not compared
+    assert run_playbook("status.yml", inventory).rc == 0
+
+
 def test_an_unreachable_installation_is_critical(fleet):
     root, _inventory = fleet
     unreachable = {"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": 1}
