@@ -11,7 +11,7 @@ from ansible_collections.failback.airflow.plugins.module_utils import fleet, pla
 
 
 def fleet_preflight(airflow, after, target, moved=None, role=""):
-    """Drift on a failover's new owner: ``{findings, stop, lines}`` (see fleet.preflight)."""
+    """Drift on a failover's new owner: ``{findings, stop, lines, message, note}`` (see fleet.preflight)."""
     try:
         return fleet.preflight(after, target, moved or [], airflow, role=role)
     except placement.PlacementError as exc:

@@ -253,56 +253,86 @@ def assess(pmap, installations, files_differ=None):
 
 
 #: Findings that stop a failover before anything changes (unless the health check is skipped): a
-#: moved DAG that its new owner does not parse would run nowhere after the move.
-PREFLIGHT_STOP = ("owner_does_not_parse",)
+#: moved DAG that its new owner does not parse would run nowhere after the move, and a new owner
+#: whose REST API does not answer cannot be asked.
+PREFLIGHT_STOP = ("owner_does_not_parse", "api_unreadable")
+
+
+def _gained(moved, target):
+    """The keys of *moved* that go to *target*: a list of DAG ids (and ``@default``), or the
+    placement_failover plan's ``{key: {"from": old, "to": new}}`` (a resumed failover can also
+    hold moves to other installations)."""
+    if isinstance(moved, dict):
+        return set(k for k, v in moved.items() if not isinstance(v, dict) or v.get("to") in (None, target))
+    return set(moved or [])
 
 
 def preflight(after, target, moved, airflow, role=""):
     """Drift on the new owner of a failover, before anything changes (``failover.yml``).
 
-    *after*: the planned map (a PlacementMap, or its data); *target*: the new owner; *moved*: the
-    DAG ids that move to it; *airflow*: what its Airflow answers (:func:`read_installation`, or
-    ``{"error": msg}``, or None when not read, e.g. a cluster).  The same rules as :func:`assess`,
-    asked of the target alone against the planned map, keeping what concerns the target and the
-    DAGs it will own: the DAGs it parses, paused DAGs it keeps owning, import errors, recent
-    leaks, unhealthy components.  Left out: what the failover itself changes (its generation and
-    fence, the moved DAGs' pause state) and what needs the other installations.
-    Returns ``{"findings": [...], "stop": [...], "lines": [...], "note": str or None}``; *stop*
-    holds the findings of :data:`PREFLIGHT_STOP` about moved DAGs; *note* says when nothing was read.
+    *after*: the planned map (a PlacementMap, its data or YAML text); *target*: the new owner;
+    *moved*: what moves (see :func:`_gained`; ``@default`` is the default owner role); *airflow*:
+    what its Airflow answers (:func:`read_installation`, or ``{"error": msg}``, or None when not
+    read, e.g. a cluster).  The same rules as :func:`assess`, asked of the target alone against the
+    planned map, keeping what concerns the target and the DAGs it will own: the DAGs it parses,
+    paused DAGs it keeps owning, import errors, recent leaks, unhealthy components.  Left out:
+    what the failover itself changes (its generation and fence, the gained DAGs' pause state,
+    which the grant sets) and what needs the other installations.  DAGs that come with the default
+    owner role are not checked for parsing (only the installations' own DAG lists name them).
+    Returns ``{"findings", "stop", "lines", "message", "note"}``: *stop* holds the findings of
+    :data:`PREFLIGHT_STOP` that concern what moves, *message* says why the failover stops (or is
+    None), *note* says when nothing was read.
     """
     if isinstance(after, (str, bytes)):
         after = placement.parse_map(after, source="the planned map")
     elif not isinstance(after, placement.PlacementMap):
         after = placement.from_data(dict(after or {}), source="the planned map")
-    moved = set(m for m in moved or [] if m != "@default")  # "@default": the default owner role moved
+    gained = _gained(moved, target)
+    gains_default = placement.DEFAULT_KEY in gained
+    gained.discard(placement.DEFAULT_KEY)
     if airflow is None:
-        return {"findings": [], "stop": [], "lines": [], "note": "%s: its Airflow was not read (no REST status for its role)" % target}
+        return {"findings": [], "stop": [], "lines": [], "message": None,
+                "note": "%s: its Airflow was not read (no REST status for its role)" % target}
     report = assess(after, {target: {"role": role, "airflow": airflow,
                                      "held": {"reachable": True, "generation": after.generation}}})
-    owned = set(after.dags_of(target)) | moved
-    if after.default == target:
-        owned |= set((airflow.get("dags") or {}) if isinstance(airflow, dict) else ())
+    parsed = set((airflow.get("dags") or {}) if not airflow.get("error") else ())
+    by_default = set(d for d in parsed if d not in after.dags) if after.default == target else set()
+    owned = set(after.dags_of(target)) | gained | by_default
     keep = []
     for finding in report["findings"]:
         if finding["code"] in ("unknown_dag", "behind", "ahead", "fenced", "dag_sets_differ", "unmapped_dag"):
             continue
-        if finding["code"] == "paused_on_owner" and finding["subject"] in moved:
+        if finding["code"] == "paused_on_owner" and (finding["subject"] in gained
+                                                     or (gains_default and finding["subject"] in by_default)):
             continue  # the grant unpauses it
         if finding["subject"] != target and finding["subject"] not in owned and " on %s" % target not in finding["subject"]:
             continue
         keep.append(finding)
-    if isinstance(airflow, dict) and not airflow.get("error"):
+    if not airflow.get("error"):
         # assess() calls a DAG that no installation it was given parses unknown_dag; here only the
-        # new owner was read, and a moved DAG it does not parse would run nowhere.
-        parsed = airflow.get("dags") or {}
+        # new owner was read, and a gained DAG it does not parse would run nowhere.
         shown = set(f["subject"] for f in keep if f["code"] == "owner_does_not_parse")
-        for dag_id in sorted(moved - set(parsed) - shown):
+        for dag_id in sorted(gained - parsed - shown):
             keep.append(_finding("owner_does_not_parse", dag_id, "%s would own it and does not parse it" % target))
     order = dict((s, i) for i, s in enumerate(SEVERITIES))
     keep.sort(key=lambda f: (order[f["severity"]], f["code"], f["subject"]))
-    stop = [f for f in keep if f["code"] in PREFLIGHT_STOP and f["subject"] in moved]
+    stop = []
+    if gained or gains_default:
+        stop = [f for f in keep if (f["code"] == "owner_does_not_parse" and f["subject"] in gained)
+                or f["code"] == "api_unreadable"]
+    message = None
+    if stop:
+        reasons = []
+        missing = [f["subject"] for f in stop if f["code"] == "owner_does_not_parse"]
+        if missing:
+            reasons.append("%s does not parse %s: moved there, it would run nowhere" % (target, ", ".join(missing)))
+        for f in stop:
+            if f["code"] == "api_unreadable":
+                reasons.append("%s's REST API does not answer (%s), so whether it parses the moved DAGs cannot be "
+                               "checked" % (target, f["detail"]))
+        message = "; ".join(reasons) + ". Nothing was changed."
     lines = ["%s %s %s: %s" % (f["severity"].upper(), f["code"], f["subject"], f["detail"]) for f in keep]
-    return {"findings": keep, "stop": stop, "lines": lines, "note": None}
+    return {"findings": keep, "stop": stop, "lines": lines, "message": message, "note": None}
 
 
 def failing(report, fail_on="warning"):

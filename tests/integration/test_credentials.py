@@ -55,6 +55,8 @@ def test_check_apply_check_apply(playbook, fleet):
     assert sorted(ch.facts(check, "server-1")["changed"]) == sorted(
         ["api_secret_key", "connections", "db_password", "fernet_key", "files/legacy.ini", "files/service.json",
          "files/settings.yaml", "files/warehouse.env", "jwt_secret", "sql_alchemy_conn", "variables"])
+    told = ch.task_result(check, "server-1", "Tell where generated secrets are kept")["msg"]
+    assert told.startswith("server-1: would generate new values for fernet_key, api_secret_key, jwt_secret, db_password")
 
     apply = playbook(ch.playbook("site.yml"), inventory, diff=True)
     assert apply.rc == 0, apply

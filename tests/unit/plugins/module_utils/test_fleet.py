@@ -216,7 +216,7 @@ def preflight_codes(result):
 
 def test_a_ready_new_owner_has_no_finding_and_the_moved_dag_may_be_paused_there():
     result = fleet.preflight(AFTER, "server-1", ["sales"], airflow(["sales", "hello", "other"], paused=["sales"]))
-    assert result == {"findings": [], "stop": [], "lines": [], "note": None}
+    assert result == {"findings": [], "stop": [], "lines": [], "message": None, "note": None}
 
 
 def test_a_moved_dag_the_new_owner_does_not_parse_stops_the_failover():
@@ -224,6 +224,7 @@ def test_a_moved_dag_the_new_owner_does_not_parse_stops_the_failover():
     assert preflight_codes(result) == [("owner_does_not_parse", "sales")]
     assert [f["subject"] for f in result["stop"]] == ["sales"]
     assert result["lines"] == ["ERROR owner_does_not_parse sales: server-1 would own it and does not parse it"]
+    assert result["message"] == "server-1 does not parse sales: moved there, it would run nowhere. Nothing was changed."
 
 
 @pytest.mark.parametrize("answer, expected", [
@@ -236,12 +237,28 @@ def test_a_moved_dag_the_new_owner_does_not_parse_stops_the_failover():
     # a task of other's run executed on server-1 (other belongs to server-2): a leak on the new owner
     (airflow(["sales", "hello", "other"], executed=[ti("other", "2026-12-01T11:00:00Z", ["failback_guard_run"])]),
      [("leak", "other on server-1")]),
-    ({"error": "HTTP 401 from /api/v2/dags"}, [("api_unreadable", "server-1")]),
 ])
 def test_drift_on_the_new_owner_is_shown_without_stopping(answer, expected):
     result = fleet.preflight(AFTER, "server-1", ["sales"], answer, role="airflow_server")
     assert preflight_codes(result) == expected
-    assert result["stop"] == [] and len(result["lines"]) == len(expected)
+    assert result["stop"] == [] and result["message"] is None and len(result["lines"]) == len(expected)
+
+
+def test_a_new_owner_whose_api_does_not_answer_stops_the_failover():
+    result = fleet.preflight(AFTER, "server-1", ["sales"], {"error": "HTTP 401 from /api/v2/dags"})
+    assert [(f["code"], f["subject"]) for f in result["stop"]] == [("api_unreadable", "server-1")]
+    assert "server-1's REST API does not answer (HTTP 401 from /api/v2/dags)" in result["message"]
+    # nothing moves to it (the same failover run again): shown, not a stop
+    assert fleet.preflight(AFTER, "server-1", [], {"error": "HTTP 401"})["stop"] == []
+
+
+def test_only_what_moves_to_the_new_owner_is_checked():
+    # a resumed failover's plan can also hold moves to another installation
+    moved = {"sales": {"from": "server-2", "to": "server-1"}, "other": {"from": "server-1", "to": "server-2"}}
+    result = fleet.preflight(AFTER, "server-1", moved, airflow(["sales", "hello"]))
+    assert result["findings"] == [] and result["stop"] == []
+    moved["sales"]["to"] = "server-3"
+    assert fleet.preflight(AFTER, "server-1", moved, airflow(["hello"]))["stop"] == []
 
 
 def test_what_the_failover_changes_or_the_other_installations_own_is_left_out():
@@ -262,6 +279,8 @@ def test_the_default_owner_is_asked_about_every_dag_it_parses():
     assert preflight_codes(result) == [("owner_does_not_parse", "sales"), ("paused_on_owner", "hello")]
 
 
-def test_moving_the_default_owner_role_is_not_a_dag():
-    after = p.parse_map('"@failback":\n  generation: 8\n  default: server-1\n')
-    assert fleet.preflight(after, "server-1", ["@default"], airflow(["hello"]))["findings"] == []
+def test_moving_the_default_owner_role_is_not_a_dag_and_its_dags_may_be_paused():
+    after = p.parse_map('"@failback":\n  generation: 8\n  default: server-1\nother: server-2\n')
+    result = fleet.preflight(after, "server-1", {"@default": {"from": "server-2", "to": "server-1"}},
+                             airflow(["hello", "other"], paused=["hello"]))
+    assert result["findings"] == [] and result["stop"] == []
