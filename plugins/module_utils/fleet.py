@@ -50,6 +50,12 @@ FINDINGS = {
 DEFAULT_WINDOW = 86400
 
 
+def _sort(findings):
+    """Most severe first, then by code and subject (the order of every report)."""
+    order = dict((s, i) for i, s in enumerate(SEVERITIES))
+    findings.sort(key=lambda f: (order[f["severity"]], f["code"], f["subject"]))
+
+
 def _finding(code, subject, detail):
     severity, meaning = FINDINGS[code]
     return {"code": code, "severity": severity, "subject": subject, "detail": detail, "meaning": meaning}
@@ -244,8 +250,7 @@ def assess(pmap, installations, files_differ=None):
                 findings.append(_finding("dag_sets_differ", name, "does not parse %d DAG(s) others do: %s"
                                          % (len(missing), ", ".join(missing[:20]) + (" ..." if len(missing) > 20 else ""))))
 
-    order = dict((s, i) for i, s in enumerate(SEVERITIES))
-    findings.sort(key=lambda f: (order[f["severity"]], f["code"], f["subject"]))
+    _sort(findings)
     counts = dict((s, sum(1 for f in findings if f["severity"] == s)) for s in SEVERITIES)
     return {"generation": pmap.generation, "updated_at": pmap.updated_at, "updated_by": pmap.updated_by,
             "default": pmap.default, "installations": rows, "dags": dag_rows, "findings": findings,
@@ -314,12 +319,12 @@ def preflight(after, target, moved, airflow, role=""):
         shown = set(f["subject"] for f in keep if f["code"] == "owner_does_not_parse")
         for dag_id in sorted(gained - parsed - shown):
             keep.append(_finding("owner_does_not_parse", dag_id, "%s would own it and does not parse it" % target))
-    order = dict((s, i) for i, s in enumerate(SEVERITIES))
-    keep.sort(key=lambda f: (order[f["severity"]], f["code"], f["subject"]))
+    _sort(keep)
     stop = []
     if gained or gains_default:
-        stop = [f for f in keep if (f["code"] == "owner_does_not_parse" and f["subject"] in gained)
-                or f["code"] == "api_unreadable"]
+        # owner_does_not_parse only for a DAG that moves to it (not one it already owned)
+        stop = [f for f in keep if f["code"] in PREFLIGHT_STOP
+                and (f["code"] != "owner_does_not_parse" or f["subject"] in gained)]
     message = None
     if stop:
         reasons = []
