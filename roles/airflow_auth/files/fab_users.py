@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Bring the FAB auth manager's users in line with the inventory (failback.airflow).
+
+Runs inside an Airflow container of the installation (it needs Airflow, the FAB provider and
+the installation's configuration). The request comes on standard input as JSON, never in argv:
+
+    {"users": [{"username": "...", "role": "Admin", "password": "...", "email": "...",
+                "first_name": "...", "last_name": "...", "update_password": "always"}],
+     "disable": ["a user the inventory managed before and no longer lists"],
+     "check": false}
+
+and the answer goes to standard output as one JSON line that never holds a password:
+
+    {"changed": true, "created": [...], "updated": {"name": ["role", "password", ...]},
+     "disabled": [...], "roles": [...]}
+
+`update_password: always` makes the inventory's password win (a password changed in the UI
+is set back); `on_create` sets it only when the user is created. Users the request does not
+name (people who signed in through OAuth or LDAP, say) are never touched. Exit status 0 on
+success, 2 on a request that cannot be carried out (with {"error": "..."}), nothing changed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+FIELDS = ("email", "first_name", "last_name")
+
+
+class RequestError(Exception):
+    """The request names something that does not exist or is not allowed."""
+
+
+def _plan_user(sm, wanted: dict, check_password_hash) -> tuple[str, list[str]]:
+    """('create'|'update'|'keep', the fields that differ) for one wanted user."""
+    user = sm.find_user(username=wanted["username"])
+    if user is None:
+        return "create", []
+    differ = [field for field in FIELDS if (getattr(user, field) or "") != wanted[field]]
+    if sorted(role.name for role in user.roles) != [wanted["role"]]:
+        differ.append("role")
+    if not user.active:
+        differ.append("active")
+    if wanted.get("update_password", "always") == "always" and not (
+        user.password and check_password_hash(user.password, wanted["password"])
+    ):
+        differ.append("password")
+    return ("update" if differ else "keep"), differ
+
+
+def sync(sm, request: dict, check_password_hash) -> dict:
+    """Create, update and disable users through FAB's security manager `sm`."""
+    users = request.get("users", [])
+    roles = {role.name: role for role in sm.get_all_roles()}
+    unknown = sorted({user["role"] for user in users} - set(roles))
+    if unknown:
+        raise RequestError(
+            "unknown role(s) %s; roles of this installation: %s" % (", ".join(unknown), ", ".join(sorted(roles)))
+        )
+    emails: dict[str, str] = {}
+    for user in users:
+        other = emails.setdefault(user["email"].lower(), user["username"])
+        if other != user["username"]:
+            raise RequestError("users %s and %s have the same email %s" % (other, user["username"], user["email"]))
+        owner = sm.find_user(email=user["email"])
+        if owner is not None and owner.username != user["username"]:
+            raise RequestError(
+                "the email %s of user %s belongs to the existing user %s" % (user["email"], user["username"], owner.username)
+            )
+
+    result: dict = {"changed": False, "created": [], "updated": {}, "disabled": [], "roles": sorted(roles)}
+    check = bool(request.get("check"))
+    for wanted in users:
+        action, differ = _plan_user(sm, wanted, check_password_hash)
+        if action == "keep":
+            continue
+        result["changed"] = True
+        if action == "create":
+            result["created"].append(wanted["username"])
+            if not check and not sm.add_user(
+                wanted["username"], wanted["first_name"], wanted["last_name"], wanted["email"],
+                roles[wanted["role"]], wanted["password"],
+            ):
+                raise RuntimeError("FAB could not create user %s (see the api-server's log)" % wanted["username"])
+            continue
+        result["updated"][wanted["username"]] = differ
+        if check:
+            continue
+        user = sm.find_user(username=wanted["username"])
+        for field in FIELDS:
+            setattr(user, field, wanted[field])
+        user.roles = [roles[wanted["role"]]]
+        user.active = True
+        sm.update_user(user)
+        if "password" in differ:
+            sm.reset_password(user.id, wanted["password"])
+
+    named = {user["username"] for user in users}
+    for username in sorted(set(request.get("disable", [])) - named):
+        user = sm.find_user(username=username)
+        if user is None or not user.active:
+            continue
+        result["changed"] = True
+        result["disabled"].append(username)
+        if not check:
+            user.active = False
+            sm.update_user(user)
+    return result
+
+
+def main() -> int:
+    # Airflow and FAB log to standard output: keep it for the answer alone.
+    answer, sys.stdout = sys.stdout, sys.stderr
+    try:
+        request = json.load(sys.stdin)
+    except ValueError as exc:
+        print(json.dumps({"error": "the request on standard input is not JSON: %s" % exc}), file=answer)
+        return 2
+    from airflow.providers.fab.auth_manager.cli_commands.utils import get_application_builder
+    from werkzeug.security import check_password_hash
+
+    with get_application_builder() as appbuilder:
+        try:
+            result = sync(appbuilder.sm, request, check_password_hash)
+        except RequestError as exc:
+            appbuilder.sm.session.rollback()
+            print(json.dumps({"error": str(exc)}), file=answer)
+            return 2
+    print(json.dumps(result, sort_keys=True), file=answer)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
