@@ -61,6 +61,9 @@ FILES_DIR = "files"
 TREE_DIRS = (AIRFLOW_DIR, BACKEND_DIR, FILES_DIR)
 CONNECTIONS_FILE = BACKEND_DIR + "/connections.yaml"
 VARIABLES_FILE = BACKEND_DIR + "/variables.yaml"
+# The AWS shared credentials file of an AWS secrets backend (AWS_SHARED_CREDENTIALS_FILE).
+AWS_CREDENTIALS_FILE = BACKEND_DIR + "/aws_credentials"
+AWS_CREDENTIAL_FIELDS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")
 
 #: Where containers and pods see the tree (constants every role uses).
 CONTAINER_SECRETS_DIR = "/opt/airflow/secrets"
@@ -629,7 +632,40 @@ def render_backend(mapping):
     return HEADER + (dump_yaml(mapping) if mapping else "{}\n")
 
 
-def build_tree(secret_values, sql_alchemy_conn, connections, variables, files):
+def render_aws_credentials(value):
+    """The AWS shared credentials file of a secrets backend ("" when no key is given).
+
+    *value* maps aws_access_key_id, aws_secret_access_key and optionally aws_session_token to text;
+    the key id and the secret come together or not at all.  Errors name the field, never a value.
+    """
+    value = value or {}
+    if not isinstance(value, dict):
+        raise CredentialError("the secrets backend's AWS keys must be a mapping of %s, not %s"
+                              % (", ".join(AWS_CREDENTIAL_FIELDS), _type_name(value)))
+    unknown = sorted(set(value) - set(AWS_CREDENTIAL_FIELDS))
+    if unknown:
+        raise CredentialError("unknown AWS key field(s) %s (allowed: %s)" % (", ".join(map(str, unknown)),
+                                                                          ", ".join(AWS_CREDENTIAL_FIELDS)))
+    fields = dict((name, value.get(name) or "") for name in AWS_CREDENTIAL_FIELDS)
+    for name, text in fields.items():
+        if not _is_text(text):
+            raise CredentialError("%s of the secrets backend must be a string, not %s" % (name, _type_name(text)))
+        if _CONTROL_RE.search(text) or text != text.strip():
+            raise CredentialError("%s of the secrets backend holds a control character or surrounding blanks"
+                                  " (the value is not shown)" % name)
+    if not fields["aws_access_key_id"] and not fields["aws_secret_access_key"]:
+        if fields["aws_session_token"]:
+            raise CredentialError("aws_session_token of the secrets backend needs aws_access_key_id and"
+                                  " aws_secret_access_key")
+        return ""
+    if not fields["aws_access_key_id"] or not fields["aws_secret_access_key"]:
+        raise CredentialError("the secrets backend needs both aws_access_key_id and aws_secret_access_key, or"
+                              " neither (then the default AWS credential chain: instance profile, IRSA)")
+    lines = ["[default]"] + ["%s = %s" % (name, fields[name]) for name in AWS_CREDENTIAL_FIELDS if fields[name]]
+    return HEADER + "\n".join(lines) + "\n"
+
+
+def build_tree(secret_values, sql_alchemy_conn, connections, variables, files, aws_credentials=""):
     """Every file of an installation: ``{relative path: text}``.  Airflow secrets carry no newline."""
     tree = {}
     for name in AIRFLOW_SECRETS:
@@ -638,6 +674,8 @@ def build_tree(secret_values, sql_alchemy_conn, connections, variables, files):
     tree["%s/%s" % (AIRFLOW_DIR, SQL_ALCHEMY_CONN)] = sql_alchemy_conn
     tree[CONNECTIONS_FILE] = render_backend(connections)
     tree[VARIABLES_FILE] = render_backend(variables)
+    if aws_credentials:
+        tree[AWS_CREDENTIALS_FILE] = aws_credentials
     for name, text in files.items():
         tree["%s/%s" % (FILES_DIR, name)] = text
     return tree

@@ -115,6 +115,14 @@ options:
       - Without it, the URL is built from those options.
     type: str
     default: ""
+  aws_credentials:
+    description:
+      - The AWS keys of an AWS secrets backend (Secrets Manager, SSM Parameter Store) - C(aws_access_key_id),
+        C(aws_secret_access_key) and optionally C(aws_session_token). Rendered as C(backend/aws_credentials), an AWS
+        shared credentials file (profile C(default)) that Airflow reads through C(AWS_SHARED_CREDENTIALS_FILE).
+      - Empty - no file; the backend then uses the default AWS credential chain (instance profile, IRSA).
+    type: dict
+    default: {}
   database_host:
     description: Host of the metadata database.
     type: str
@@ -353,7 +361,8 @@ def compute(params):
         url=params["database_url"], password=values.get("db_password", ""), host=params["database_host"],
         port=params["database_port"], name=params["database_name"], user=params["database_user"],
         scheme=params["database_scheme"])
-    tree = credentials.build_tree(values, url, connections, variables, files)
+    aws = credentials.render_aws_credentials(params["aws_credentials"])
+    tree = credentials.build_tree(values, url, connections, variables, files, aws_credentials=aws)
     to_store = dict((name, value) for name, value in values.items() if sources[name] != "explicit")
     store_text = None
     if params["store"]:
@@ -401,6 +410,7 @@ def run_module():
             retire_fernet=dict(type="bool", default=False),
             current=dict(type="dict"),
             current_secrets=dict(type="list", elements="dict", no_log=False),
+            aws_credentials=dict(type="dict", default={}, no_log=False),
             kubernetes_namespace=dict(type="str", default=""),
             kubernetes_labels=dict(type="dict", default={}),
         ),

@@ -66,7 +66,8 @@ def _namespaces_work():
 
 
 class Installation(object):
-    def __init__(self, root):
+    def __init__(self, root, **host_vars):
+        self.host_vars = host_vars
         self.root = str(root)
         self.home = os.path.join(self.root, "home")
         self.database = os.path.join(self.root, "metadata.db")
@@ -91,6 +92,7 @@ class Installation(object):
             "airflow_credentials_variables": VARIABLES,
             "airflow_credentials_files": FILES,
         }
+        host.update(self.host_vars)
         fd = os.open(self.inventory, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             yaml.safe_dump({"all": {"hosts": {"airflow-1": host}}}, handle)
@@ -113,7 +115,7 @@ class Installation(object):
         self.runs += 1
         out = os.path.join(self.root, "out%d" % self.runs)
         os.mkdir(out)
-        env = dict((k, v) for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "FAILBACK_")))
+        env = dict((k, v) for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "FAILBACK_", "AWS_")))
         env.update(self.facts["env"])
         env.update(
             AIRFLOW_HOME=self.home,
