@@ -2,8 +2,9 @@
 validate them against the Kubernetes OpenAPI schema and check our policies on them.
 
 Each configuration is rendered once (both clusters of tests/kubernetes/inventory: k8s-prod owns
-DAGs, k8s-standby owns none) together with the Secrets the airflow_credentials role would create,
-filled with canary values that must never show up outside a Secret.
+DAGs, k8s-standby owns none) together with the Secrets the airflow_credentials role would create
+and the airflow_auth role's ConfigMap and Secret (FAB sign-in, the users' passwords and the users
+Job's request), filled with canary values that must never show up outside a Secret.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import base64
 import concurrent.futures
 import json
 import os
+import shutil
 import sys
 
 import kubernetes_validate
@@ -30,24 +32,33 @@ K8S_VERSION = "1.37.0"
 CLUSTERS = ("k8s-prod", "k8s-standby")
 
 
-def _canaries():
-    with open(os.path.join(KUBE, "configs", "canaries.yml")) as handle:
-        data = yaml.safe_load(handle)
+def _canaries(config="canaries"):
+    """The canary secret values of tests/kubernetes/configs/CONFIG.yml (canaries.yml: also the Fernet key)."""
+    with open(os.path.join(KUBE, "configs", config + ".yml")) as handle:
+        data = yaml.safe_load(handle) or {}
     found = []
 
     def walk(value):
         if isinstance(value, dict):
             for item in value.values():
                 walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
         elif isinstance(value, str) and ("canary" in value.lower()):
             found.append(value)
 
     walk(data)
-    found.append(data["airflow_credentials_fernet_key"])
+    if "airflow_credentials_fernet_key" in data:
+        found.append(data["airflow_credentials_fernet_key"])
     return found
 
 
 CANARIES = _canaries()
+# Given in tests/kubernetes/configs/canaries.yml and everything.yml: never outside a Secret.
+ADMIN_PASSWORD = "canary-admin-password-2c4e6a"
+OAUTH_SECRET = "canary-oauth-client-secret-5b9e"
+FAB = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
 
 
 def _config_vars(config):
@@ -70,12 +81,16 @@ class Rendered(object):
         self.root = root
         self.run = run
         self.vars = _config_vars(config)
+        self.canaries = CANARIES + _canaries(config)
 
     def docs(self, host="k8s-prod"):
-        return kp.load_dir(os.path.join(str(self.root), host, "manifests"))
+        """The manifests the airflow_kubernetes role applies, but for the auth Secret rendered next to them."""
+        return [d for d in kp.load_dir(os.path.join(str(self.root), host, "manifests")) if d["kind"] != "Secret"]
 
     def secrets(self, host="k8s-prod"):
-        return kp.load_dir(os.path.join(str(self.root), host, "secrets"))
+        """The airflow_credentials role's Secrets and the airflow_auth role's (in the manifests directory)."""
+        return (kp.load_dir(os.path.join(str(self.root), host, "secrets"))
+                + kp.find(kp.load_dir(os.path.join(str(self.root), host, "manifests")), "Secret"))
 
     def text(self, name, host="k8s-prod"):
         with open(os.path.join(str(self.root), host, "manifests", name)) as handle:
@@ -133,7 +148,7 @@ def test_the_schema_validation_can_fail(rendered):
 def test_policies_hold(rendered, config, host):
     item = rendered[config]
     problems = kp.run_all(
-        item.docs(host), item.secrets(host), CANARIES,
+        item.docs(host), item.secrets(host), item.canaries,
         prefix=item.vars.get("airflow_kubernetes_name", "failback-airflow"),
         worker_pod_launcher=item.vars.get("airflow_kubernetes_worker_pod_launcher", False),
         pod_log_reading=item.vars.get("airflow_kubernetes_api_server_pod_log_reading", True),
@@ -147,13 +162,13 @@ def test_the_canaries_are_in_the_secrets_only(rendered, config):
     """The canary check has something to find: every canary is in a rendered Secret."""
     item = rendered[config]
     secret_text = "\n".join(base64.b64decode(value).decode() for s in item.secrets() for value in s["data"].values())
-    missing = [c for c in CANARIES if c not in secret_text]
+    missing = [c for c in item.canaries if c not in secret_text]
     if config == "external-db":
         missing = [c for c in missing if c != "canary-db-password-9c8b7a"]  # no db_password with an external URL
     assert missing == []
-    assert kp.check_no_secret_outside_secrets(item.secrets(), CANARIES) == []  # Secrets are exempt
+    assert kp.check_no_secret_outside_secrets(item.secrets(), item.canaries) == []  # Secrets are exempt
     assert kp.check_no_secret_outside_secrets(
-        [dict(s, kind="ConfigMap") for s in item.secrets()], CANARIES) != []  # ...anything else is not
+        [dict(s, kind="ConfigMap") for s in item.secrets()], item.canaries) != []  # ...anything else is not
 
 
 def _mutations():
@@ -200,8 +215,23 @@ def _mutations():
         volume = [v for v in kp.find(docs, "Deployment")[0]["spec"]["template"]["spec"]["volumes"] if "secret" in v][0]
         volume["secret"].setdefault("items", []).append({"key": "no-such-key", "path": "x"})
 
+    def admin_password_in_job(docs):
+        job = [j for j in kp.find(docs, "Job") if j["metadata"]["labels"]["app.kubernetes.io/component"] == "users"][0]
+        job["spec"]["template"]["spec"]["containers"][0]["args"].append(ADMIN_PASSWORD)
+
+    def missing_projected_key(docs):
+        volume = [v for v in _deployment(docs, "failback-airflow-api-server")["spec"]["template"]["spec"]["volumes"]
+                  if v["name"] == "auth"][0]
+        volume["projected"]["sources"][0]["configMap"]["items"].append({"key": "no-such-key", "path": "x"})
+
+    def whole_auth_secret_projected(docs):
+        volume = [v for v in _deployment(docs, "failback-airflow-api-server")["spec"]["template"]["spec"]["volumes"]
+                  if v["name"] == "auth"][0]
+        volume["projected"]["sources"].append({"secret": {"name": "failback-airflow-auth"}})
+
     mutations = (secret_in_configmap, env_literal, root_container, escalation_in_worker, no_resources, no_probe,
-                 host_path, extra_verb, cluster_role, token_everywhere, missing_secret_key)
+                 host_path, extra_verb, cluster_role, token_everywhere, missing_secret_key, admin_password_in_job,
+                 missing_projected_key, whole_auth_secret_projected)
     return dict((f.__name__, f) for f in mutations)
 
 
@@ -335,6 +365,214 @@ def test_everything(rendered):
     assert kp.find(docs, "Service", "af-api-server")[0]["spec"]["type"] == "NodePort"
     assert not kp.find(docs, "Role", "af-pod-log-reader")
     assert all(d["metadata"]["labels"]["team"] == "data" for d in docs)
+
+
+# --------------------------------------------------------------------------- who may sign in (airflow_auth)
+
+
+AUTH_DIR = "/opt/airflow/auth"
+
+
+def _image(item):
+    return item.vars.get("airflow_kubernetes_image", "apache/airflow:3.3.2")
+
+
+def _prefix(item):
+    return item.vars.get("airflow_kubernetes_name", "failback-airflow")
+
+
+def _effective_env(docs, container):
+    """What the container sees: the ConfigMaps it reads whole (envFrom), then its own env."""
+    env = {}
+    for source in container.get("envFrom") or []:
+        env.update(kp.find(docs, "ConfigMap", source["configMapRef"]["name"])[0]["data"])
+    env.update(_env(container))
+    return env
+
+
+def _airflow_containers(item, host="k8s-prod"):
+    """(owner, container) of every container that runs the Airflow image: Deployments, Jobs, worker pods."""
+    return [(owner, container) for owner, spec in kp.pod_specs(item.docs(host))
+            for _role, container in kp.containers_of(spec) if container["image"] == _image(item)]
+
+
+def _auth_secret(item, host="k8s-prod"):
+    secret = kp.find(item.secrets(host), "Secret", "failback-airflow-auth")[0]
+    return dict((key, base64.b64decode(value).decode()) for key, value in secret["data"].items())
+
+
+def _users_job(docs):
+    jobs = [j for j in kp.find(docs, "Job") if j["metadata"]["labels"]["app.kubernetes.io/component"] == "users"]
+    assert len(jobs) == 1, [kp.name_of(j) for j in kp.find(docs, "Job")]
+    return jobs[0]
+
+
+def _auth_volume(spec):
+    """{'configMap': source, 'secret': source} of the pod's projected auth volume, and its mount in the first container."""
+    volume = [v for v in spec["volumes"] if v["name"] == "auth"][0]
+    mount = [m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "auth"][0]
+    return dict((kind, source[kind]) for source in volume["projected"]["sources"] for kind in source), mount
+
+
+def _items(source):
+    assert all(i["key"] == i["path"] for i in source["items"]), source
+    return sorted(i["key"] for i in source["items"])
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("host", CLUSTERS)
+def test_every_airflow_container_uses_the_fab_auth_manager(rendered, config, host):
+    item = rendered[config]
+    containers = _airflow_containers(item, host)
+    owners = set(owner for owner, _c in containers)
+    prefix = _prefix(item)
+    assert {"Deployment/%s-api-server" % prefix, "Deployment/%s-scheduler" % prefix, "Job/%s" % _users_job(item.docs(host))["metadata"]["name"],
+            "ConfigMap/%s-pod-template[pod_template_file.yaml]" % prefix} <= owners, owners
+    assert [owner for owner in owners if owner.startswith("Job/%s-migrate-" % prefix)], owners
+    for owner, container in containers:
+        env = _effective_env(item.docs(host), container)
+        assert env.get("AIRFLOW__CORE__AUTH_MANAGER") == FAB, (owner, container["name"])
+        assert env.get("AIRFLOW__FAB__CONFIG_FILE") == AUTH_DIR + "/webserver_config.py", (owner, container["name"])
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_no_sign_in_secret_is_in_a_configmap_job_or_deployment(rendered, config):
+    """Given passwords, client secrets, bind passwords, generated passwords and the salt stay in the auth Secret."""
+    item = rendered[config]
+    for host in CLUSTERS:
+        auth = _auth_secret(item, host)
+        secrets = [ADMIN_PASSWORD] + _canaries(config) + list(json.loads(auth["passwords.json"]).values()) + [auth["checksum-salt"]]
+        assert ADMIN_PASSWORD in auth["passwords.json"] and ADMIN_PASSWORD in auth["users-request.json"]
+        outside = [d for d in item.docs(host) if d["kind"] in ("ConfigMap", "Job", "Deployment", "Pod")]
+        assert kp.check_no_secret_outside_secrets(outside, secrets) == [], host
+        # ... and the check has something to find.
+        assert kp.check_no_secret_outside_secrets([dict(kp.find(item.secrets(host), "Secret", "failback-airflow-auth")[0],
+                                                        kind="ConfigMap")], secrets) != []
+
+
+def test_fab_sign_in_with_passwords(rendered):
+    item = rendered["defaults"]
+    docs = item.docs()
+    config = kp.find(docs, "ConfigMap", "failback-airflow-auth")[0]
+    assert config["metadata"]["labels"]["app.kubernetes.io/instance"] == "failback-airflow"  # removed with state absent
+    assert sorted(config["data"]) == ["fab_users.py", "webserver_config.py"]
+    assert "AUTH_TYPE = AUTH_DB" in config["data"]["webserver_config.py"]
+    with open(os.path.join(REPO, "roles", "airflow_auth", "files", "fab_users.py")) as handle:
+        assert config["data"]["fab_users.py"].strip() == handle.read().strip()
+    auth = _auth_secret(item)
+    assert sorted(auth) == ["checksum-salt", "passwords.json", "users-request.json", "users.json"]
+    passwords = json.loads(auth["passwords.json"])
+    assert passwords["admin"] == ADMIN_PASSWORD and passwords["ops"] == "canary-ops-password-7d1f"
+    assert len(passwords["viewer"]) == 24  # generated, kept in the Secret
+    request = json.loads(auth["users-request.json"])
+    assert [(u["username"], u["role"], u["password"]) for u in request["users"]] == [
+        ("admin", "Admin", ADMIN_PASSWORD), ("ops", "Op", "canary-ops-password-7d1f"), ("viewer", "Viewer", passwords["viewer"])]
+    assert request["users"][1]["email"] == "ops@example.invalid" and request["disable"] == [] and request["check"] is False
+    assert json.loads(auth["users.json"]) == []  # the users Job has not run yet
+    # The api-server mounts webserver_config.py, and no secret file as none is needed with passwords.
+    deployments = dict((d["metadata"]["name"], d) for d in kp.find(docs, "Deployment"))
+    api = deployments.pop("failback-airflow-api-server")["spec"]["template"]
+    sources, mount = _auth_volume(api["spec"])
+    assert sorted(sources) == ["configMap"] and _items(sources["configMap"]) == ["webserver_config.py"]
+    assert sources["configMap"]["name"] == "failback-airflow-auth"
+    assert mount == {"name": "auth", "mountPath": AUTH_DIR, "readOnly": True}
+    assert len(api["metadata"]["annotations"]["failback.airflow/auth-checksum"]) == 64
+    for name, deployment in deployments.items():
+        template = deployment["spec"]["template"]
+        assert "auth" not in [v["name"] for v in template["spec"]["volumes"]], name
+        assert "failback.airflow/auth-checksum" not in template["metadata"]["annotations"], name
+    # The users Job: the api-server's image, configuration and secrets, the users script and the request.
+    job = _users_job(docs)
+    assert job["metadata"]["name"].startswith("failback-airflow-users-") and len(job["metadata"]["name"]) == 33
+    spec = job["spec"]
+    assert spec["backoffLimit"] == 0 and spec["ttlSecondsAfterFinished"] > 0 and spec["activeDeadlineSeconds"] == 600
+    pod = spec["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    assert pod["serviceAccountName"] == "failback-airflow-users" and pod["automountServiceAccountToken"] is False
+    container = pod["containers"][0]
+    api_container = api["spec"]["containers"][0]
+    assert container["args"] == ["python", AUTH_DIR + "/fab_users.py", "--request-file", AUTH_DIR + "/users-request.json"]
+    for key in ("image", "envFrom", "env", "securityContext"):
+        assert container[key] == api_container[key], key
+    mounts = dict((m["mountPath"], m["name"]) for m in container["volumeMounts"])
+    assert mounts["/opt/airflow/secrets/airflow"] == "airflow-secrets" and mounts["/opt/airflow/config"] == "guard"
+    sources, mount = _auth_volume(pod)
+    assert mount["mountPath"] == AUTH_DIR and mount["readOnly"] is True
+    assert _items(sources["configMap"]) == ["fab_users.py", "webserver_config.py"]
+    assert _items(sources["secret"]) == ["users-request.json"]  # not passwords.json, not the salt
+
+
+def test_oauth_sign_in(rendered):
+    item = rendered["everything"]
+    docs = item.docs()
+    webserver_config = kp.find(docs, "ConfigMap", "failback-airflow-auth")[0]["data"]["webserver_config.py"]
+    assert "AUTH_TYPE = AUTH_OAUTH" in webserver_config
+    assert 'client_secret=_secret("oauth-google.secret")' in webserver_config
+    assert 'client_secret=_secret("oauth-corp.secret")' in webserver_config
+    assert OAUTH_SECRET not in webserver_config
+    auth = _auth_secret(item)
+    assert auth["oauth-google.secret"] == OAUTH_SECRET and auth["oauth-corp.secret"] == "canary-oidc-client-secret-3e8a"
+    api = _deployment(docs, "af-api-server")["spec"]["template"]["spec"]
+    sources, _mount = _auth_volume(api)
+    assert _items(sources["configMap"]) == ["webserver_config.py"]
+    assert _items(sources["secret"]) == ["oauth-corp.secret", "oauth-google.secret"]  # next to webserver_config.py
+    job = _users_job(docs)
+    assert job["metadata"]["name"].startswith("af-users-") and job["metadata"]["labels"]["team"] == "data"
+    pod = job["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "af-users" and pod["nodeSelector"] == {"node-role/airflow": "true"}
+    sources, _mount = _auth_volume(pod)
+    assert _items(sources["secret"]) == ["oauth-corp.secret", "oauth-google.secret", "users-request.json"]
+    assert pod["containers"][0]["resources"]["limits"]["memory"]
+
+
+def test_ldap_sign_in(rendered):
+    item = rendered["remote-logging"]
+    webserver_config = kp.find(item.docs(), "ConfigMap", "failback-airflow-auth")[0]["data"]["webserver_config.py"]
+    assert "AUTH_TYPE = AUTH_LDAP" in webserver_config
+    assert 'AUTH_LDAP_BIND_PASSWORD = _secret("ldap-bind-password.secret")' in webserver_config
+    assert _auth_secret(item)["ldap-bind-password.secret"] == "canary-ldap-bind-password-9f2c"
+    sources, _mount = _auth_volume(_deployment(item.docs(), "failback-airflow-api-server")["spec"]["template"]["spec"])
+    assert _items(sources["secret"]) == ["ldap-bind-password.secret"]
+
+
+def test_a_new_secret_rolls_the_api_server_and_a_new_request_makes_a_new_users_job(rendered, tmp_path):
+    """Rendered again over the same files (the generated passwords and the salt are kept from the manifests)."""
+    item = rendered["everything"]
+    root = tmp_path / "root"
+    shutil.copytree(str(item.root), str(root))
+
+    def state():
+        docs = kp.load_dir(str(root / "k8s-prod" / "manifests"))
+        annotations = _deployment(docs, "af-api-server")["spec"]["template"]["metadata"]["annotations"]
+        others = dict((d["metadata"]["name"], d["spec"]["template"]["metadata"]["annotations"]) for d in kp.find(docs, "Deployment"))
+        auth = dict((k, base64.b64decode(v).decode()) for k, v in kp.find(docs, "Secret", "failback-airflow-auth")[0]["data"].items())
+        return annotations["failback.airflow/auth-checksum"], _users_job(docs)["metadata"]["name"], others, auth
+
+    checksum, job, others, auth = state()
+    providers = [dict(p) for p in item.vars["airflow_auth_oauth_providers"]]
+    providers[0]["client_secret"] = "canary-oauth-client-secret-rotated-1"
+    again = render("everything", root, {"airflow_auth_oauth_providers": providers})
+    assert again.rc == 0, again
+    checksum2, job2, others2, auth2 = state()
+    assert checksum2 != checksum, "a new client secret restarts the api-server"
+    assert job2 == job, "the users request did not change"
+    assert [n for n in others if n != "af-api-server" and others[n] != others2[n]] == [], "only the api-server restarts"
+    assert auth2["passwords.json"] == auth["passwords.json"] and auth2["checksum-salt"] == auth["checksum-salt"]
+    users = [{"username": "ops", "role": "Op", "password": "canary-ops-password-7d1f", "email": "ops@example.invalid"},
+             {"username": "viewer", "role": "Viewer"}, {"username": "analyst", "role": "User"}]
+    third = render("everything", root, {"airflow_auth_oauth_providers": providers, "airflow_auth_users": users})
+    assert third.rc == 0, third
+    checksum3, job3, _others3, auth3 = state()
+    assert job3 != job2 and job3.startswith("af-users-"), "a changed inventory makes a new users Job"
+    assert checksum3 == checksum2, "a new user does not restart the api-server"
+    assert [u["username"] for u in json.loads(auth3["users-request.json"])["users"]] == ["admin", "ops", "viewer", "analyst"]
+    assert json.loads(auth3["passwords.json"])["viewer"] == json.loads(auth["passwords.json"])["viewer"]
+
+
+def test_the_simple_auth_manager_is_refused_on_kubernetes(tmp_path):
+    run = render("defaults", tmp_path, {"airflow_auth_manager": "simple"})
+    assert run.rc != 0, run
+    assert "only fab is supported" in run.text(), run
 
 
 def test_rendering_twice_changes_nothing(rendered, tmp_path):

@@ -273,29 +273,52 @@ def _show(rules):
 # --------------------------------------------------------------------------- references
 
 
+def _volume_sources(volume):
+    """(kind, name, reference) of what a volume reads: a Secret or ConfigMap, or each source of a projected volume."""
+    if "secret" in volume:
+        return [("Secret", volume["secret"]["secretName"], volume["secret"])]
+    if "configMap" in volume:
+        return [("ConfigMap", volume["configMap"]["name"], volume["configMap"])]
+    sources = []
+    for source in (volume.get("projected") or {}).get("sources") or []:
+        if "secret" in source:
+            sources.append(("Secret", source["secret"]["name"], source["secret"]))
+        elif "configMap" in source:
+            sources.append(("ConfigMap", source["configMap"]["name"], source["configMap"]))
+    return sources
+
+
 def check_references(docs, secrets, external=()):
-    """Every Secret key and ConfigMap a pod reads exists in the rendered objects (optional ones and *external* aside)."""
+    """Every Secret key and ConfigMap (key) a pod reads exists in the rendered objects (optional ones and *external* aside);
+    projected volumes name the keys they read."""
     problems = []
     secret_keys = dict((s["metadata"]["name"], set((s.get("data") or {}).keys()) | set((s.get("stringData") or {}).keys()))
                        for s in secrets)
-    configmaps = set(c["metadata"]["name"] for c in find(docs, "ConfigMap")) | {"failback-placement", "failback-guard"}
+    configmap_keys = dict((c["metadata"]["name"], set((c.get("data") or {}).keys())) for c in find(docs, "ConfigMap"))
+    configmaps = set(configmap_keys) | {"failback-placement", "failback-guard"}
     claims = dict((name_of(d), set(t["metadata"]["name"] for t in d["spec"].get("volumeClaimTemplates") or []))
                   for d in find(docs, "StatefulSet"))
     for owner, spec in pod_specs(docs):
         for volume in spec.get("volumes") or []:
-            if "secret" in volume:
-                ref = volume["secret"]
-                name = ref["secretName"]
-                if name in external or ref.get("optional"):
+            for kind, name, ref in _volume_sources(volume):
+                if "projected" in volume and not ref.get("items"):
+                    problems.append("%s projects every key of %s %s (name the keys it reads)" % (owner, kind, name))
+                if kind == "Secret":
+                    if name in external or ref.get("optional"):
+                        continue
+                    if name not in secret_keys:
+                        problems.append("%s mounts missing Secret %s" % (owner, name))
+                        continue
+                    for item in ref.get("items") or []:
+                        if item["key"] not in secret_keys[name]:
+                            problems.append("%s mounts missing key %s of Secret %s" % (owner, item["key"], name))
                     continue
-                if name not in secret_keys:
-                    problems.append("%s mounts missing Secret %s" % (owner, name))
+                if name not in configmaps:
+                    problems.append("%s mounts missing ConfigMap %s" % (owner, name))
                     continue
                 for item in ref.get("items") or []:
-                    if item["key"] not in secret_keys[name]:
-                        problems.append("%s mounts missing key %s of Secret %s" % (owner, item["key"], name))
-            if "configMap" in volume and volume["configMap"]["name"] not in configmaps:
-                problems.append("%s mounts missing ConfigMap %s" % (owner, volume["configMap"]["name"]))
+                    if name in configmap_keys and item["key"] not in configmap_keys[name]:
+                        problems.append("%s mounts missing key %s of ConfigMap %s" % (owner, item["key"], name))
         for _role, container in containers_of(spec):
             for source in container.get("envFrom") or []:
                 if "configMapRef" in source and source["configMapRef"]["name"] not in configmaps:

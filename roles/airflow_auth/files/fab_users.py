@@ -2,7 +2,8 @@
 """Bring the FAB auth manager's users in line with the inventory (failback.airflow).
 
 Runs inside an Airflow container of the installation (it needs Airflow, the FAB provider and
-the installation's configuration). The request comes on standard input as JSON, never in argv:
+the installation's configuration). The request comes on standard input as JSON, or from the file
+given with ``--request-file PATH`` (a Kubernetes Job reads it from its mounted Secret), never in argv:
 
     {"users": [{"username": "...", "role": "Admin", "password": "...", "email": "...",
                 "first_name": "...", "last_name": "...", "update_password": "always"}],
@@ -22,6 +23,7 @@ success, 2 on a request that cannot be carried out (with {"error": "..."}), noth
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
@@ -109,13 +111,25 @@ def sync(sm, request: dict, check_password_hash) -> dict:
     return result
 
 
-def main() -> int:
+def read_request(path: str | None) -> dict:
+    """The request from the file *path*, or from standard input without one."""
+    if path is None:
+        return json.load(sys.stdin)
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Bring the FAB users in line with a request (JSON).")
+    parser.add_argument("--request-file", metavar="PATH", help="read the request from this file, not standard input")
+    args = parser.parse_args(argv)
     # Airflow and FAB log to standard output: keep it for the answer alone.
     answer, sys.stdout = sys.stdout, sys.stderr
+    source = "file %s" % args.request_file if args.request_file else "standard input"
     try:
-        request = json.load(sys.stdin)
-    except ValueError as exc:
-        print(json.dumps({"error": "the request on standard input is not JSON: %s" % exc}), file=answer)
+        request = read_request(args.request_file)
+    except (OSError, ValueError) as exc:
+        print(json.dumps({"error": "the request on %s is not JSON: %s" % (source, exc)}), file=answer)
         return 2
     from airflow.providers.fab.auth_manager.cli_commands.utils import get_application_builder
     from werkzeug.security import check_password_hash

@@ -7,6 +7,10 @@ body's resourceVersion is not the stored one, as the API server does), PATCH as 
 apply (``application/apply-patch+yaml``, including ``dryRun=All`` for check mode) or as a merge
 patch, and DELETE. It keeps every request so tests can check what was sent; ``before_get`` lets a
 test change an object right after a client read it (a concurrent writer).
+
+batch/v1 Jobs are kept too (POST, GET, DELETE; no controller runs them): ``on_job`` is called with
+each Job created, and ``finish_job`` completes or fails it with a pod whose log k8s_log reads
+(pods are listed by the Job's selector, their log served as text).
 """
 
 from __future__ import annotations
@@ -26,11 +30,18 @@ _DISCOVERY = {
     "/version": {"major": "1", "minor": "30", "gitVersion": "v1.30.0", "platform": "linux/amd64"},
     "/api": {"kind": "APIVersions", "versions": ["v1"],
              "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]},
-    "/apis": {"kind": "APIGroupList", "apiVersion": "v1", "groups": []},
+    "/apis": {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+        {"name": "batch", "versions": [{"groupVersion": "batch/v1", "version": "v1"}],
+         "preferredVersion": {"groupVersion": "batch/v1", "version": "v1"}}]},
     "/api/v1": {"kind": "APIResourceList", "groupVersion": "v1", "resources": [
         {"name": plural, "singularName": kind.lower(), "namespaced": True, "kind": kind,
          "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]} for plural, kind in _KINDS.items()] + [
         {"name": "namespaces", "singularName": "namespace", "namespaced": False, "kind": "Namespace",
+         "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]},
+        {"name": "pods", "singularName": "pod", "namespaced": True, "kind": "Pod", "verbs": ["get", "list"]},
+        {"name": "pods/log", "singularName": "", "namespaced": True, "kind": "Pod", "verbs": ["get"]}]},
+    "/apis/batch/v1": {"kind": "APIResourceList", "groupVersion": "batch/v1", "resources": [
+        {"name": "jobs", "singularName": "job", "namespaced": True, "kind": "Job",
          "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]}]},
 }
 
@@ -57,6 +68,8 @@ class FakeKube(LocalHTTPServer):
         self.namespaces = set(namespaces)
         self.requests = []
         self.before_get = None  # callable(key) run after a GET of one object was answered
+        self.on_job = None  # callable(job) run (in its own thread) after a Job was created
+        self.pods = {}  # (namespace, name) -> {"labels": ..., "log": ...}
         self._lock = threading.Lock()
         self._version = 100
         api = self
@@ -72,7 +85,16 @@ class FakeKube(LocalHTTPServer):
                 if method == "GET" and url.path in _DISCOVERY:
                     self.send_json(200, _DISCOVERY[url.path])
                     return
-                code, result = api.handle(method, url, content_type, parsed)
+                batch = api.handle_batch(method, url, parsed)
+                if batch is not None and isinstance(batch[1], str):  # a pod's log
+                    data = batch[1].encode()
+                    self.send_response(batch[0])
+                    self.send_header("Content-Type", "text/plain")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
+                code, result = batch if batch is not None else api.handle(method, url, content_type, parsed)
                 self.send_json(code, result)
                 if method == "GET" and code == 200 and api.before_get is not None and result.get("kind") != "List":
                     api.before_get(api.key_of(url.path))
@@ -203,6 +225,86 @@ class FakeKube(LocalHTTPServer):
                     self.objects[key] = patched
                 return 200, copy.deepcopy(patched)
             return _status(405, "MethodNotAllowed", method)
+
+    def jobs(self, namespace=None):
+        """Jobs by name (of *namespace*, or of every namespace)."""
+        return dict((name, obj) for (plural, ns, name), obj in self.objects.items()
+                    if plural == "jobs" and namespace in (None, ns))
+
+    def finish_job(self, namespace, name, succeeded, log):
+        """What the Job controller and the kubelet would do: one pod ran, with *log*; the Job is Complete or Failed."""
+        with self._lock:
+            job = self.objects[("jobs", namespace, name)]
+            selector = job["spec"]["selector"]["matchLabels"]
+            self.pods[(namespace, name + "-pod")] = {"labels": dict(selector), "log": log}
+            condition = "Complete" if succeeded else "Failed"
+            job["status"] = {"conditions": [{"type": condition, "status": "True"}],
+                             ("succeeded" if succeeded else "failed"): 1}
+            self._version += 1
+            job["metadata"]["resourceVersion"] = str(self._version)
+
+    def handle_batch(self, method, url, body):
+        """Jobs, and the pods and logs of the Jobs; None for every other path."""
+        parts = url.path.strip("/").split("/")
+        query = parse_qs(url.query)
+        if parts[:3] == ["api", "v1", "namespaces"] and len(parts) >= 5 and parts[4] == "pods":
+            namespace = parts[3]
+            with self._lock:
+                if len(parts) == 5 and method == "GET":
+                    wanted = dict(term.split("=", 1) for term in ",".join(query.get("labelSelector", [])).split(",") if term)
+                    items = [{"kind": "Pod", "apiVersion": "v1", "metadata": {"name": name, "namespace": ns, "labels": pod["labels"]}}
+                             for (ns, name), pod in sorted(self.pods.items())
+                             if ns == namespace and all(pod["labels"].get(k) == v for k, v in wanted.items())]
+                    return 200, {"kind": "PodList", "apiVersion": "v1", "items": items, "metadata": {"resourceVersion": "1"}}
+                pod = self.pods.get((namespace, parts[5])) if len(parts) >= 6 else None
+                if pod is None:
+                    return _status(404, "NotFound", 'pods "%s" not found' % "/".join(parts[5:]))
+                if len(parts) == 7 and parts[6] == "log" and method == "GET":
+                    return 200, pod["log"]
+                metadata = {"name": parts[5], "namespace": namespace, "labels": pod["labels"]}
+                return 200, {"kind": "Pod", "apiVersion": "v1", "metadata": metadata}
+        if parts[:4] != ["apis", "batch", "v1", "namespaces"] or len(parts) < 5 or parts[5:6] not in ([], ["jobs"]):
+            return None
+        dry_run = query.get("dryRun") == ["All"]
+        namespace = parts[4]
+        created = None
+        with self._lock:
+            if len(parts) == 6:
+                if method == "GET":
+                    items = [copy.deepcopy(o) for (p, ns, _n), o in sorted(self.objects.items()) if (p, ns) == ("jobs", namespace)]
+                    return 200, {"kind": "JobList", "apiVersion": "batch/v1", "items": items, "metadata": {"resourceVersion": "1"}}
+                if method != "POST":
+                    return _status(405, "MethodNotAllowed", method)
+                key = ("jobs", namespace, body["metadata"]["name"])
+                if namespace not in self.namespaces:
+                    return _status(404, "NotFound", 'namespaces "%s" not found' % namespace)
+                if key in self.objects:
+                    return _status(409, "AlreadyExists", 'jobs.batch "%s" already exists' % key[2])
+                job = self._stamp(copy.deepcopy(body))
+                uid = job["metadata"]["uid"]
+                job["spec"]["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
+                job["spec"]["template"].setdefault("metadata", {}).setdefault("labels", {})["batch.kubernetes.io/controller-uid"] = uid
+                job["status"] = {}
+                if dry_run:
+                    return 201, job
+                self.objects[key] = job
+                created = copy.deepcopy(job)
+            else:
+                key = ("jobs", namespace, parts[6])
+                existing = self.objects.get(key)
+                if existing is None:
+                    return _status(404, "NotFound", 'jobs.batch "%s" not found' % key[2])
+                if method == "GET":
+                    return 200, copy.deepcopy(existing)
+                if method != "DELETE":
+                    return _status(405, "MethodNotAllowed", method)
+                if not dry_run:
+                    del self.objects[key]
+                    self.pods.pop((namespace, key[2] + "-pod"), None)
+                return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success"}
+        if self.on_job is not None:
+            threading.Thread(target=self.on_job, args=(created,), daemon=True).start()
+        return 201, created
 
     def kubeconfig(self):
         return yaml.safe_dump({
