@@ -1,4 +1,6 @@
-"""Leak test: the airflow_credentials role with -vvv, --diff and canary values for every secret input.
+"""Leak test: the airflow_credentials and airflow_auth roles with -vvv, --diff and canary values for
+every secret input (Airflow's secrets, connections, variables, task files, the AWS secrets backend's
+keys, the admin's and users' passwords, an OAuth client secret, an LDAP bind password).
 
 No canary (nor a generated secret) may appear in the Ansible output or log (diffs included), in a
 ConfigMap or env literal rendered for Kubernetes, in any process argument list or environment seen
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import os
 import re
 import secrets
@@ -36,9 +39,35 @@ def canary(label):
 def make_canaries():
     values = {name: canary(name) for name in (
         "api_secret_key", "jwt_secret", "db_password", "database_url_password", "uri_password", "field_password",
-        "field_login", "extra_token", "variable", "json_variable", "env_file", "json_file", "yaml_file", "ini_file")}
+        "field_login", "extra_token", "variable", "json_variable", "env_file", "json_file", "yaml_file", "ini_file",
+        "aws_access_key_id", "aws_secret_access_key", "aws_session_token", "admin_password", "user_password",
+        "oauth_client_secret", "ldap_bind_password")}
     values["fernet_key"] = base64.urlsafe_b64encode(os.urandom(32)).decode()
     values["db_password"] += "!@:/%"  # needs escaping inside the database URL
+    return values
+
+
+# Stands in for `podman exec -i CONTAINER` in the airflow_auth role's users entry point: reads the
+# request (passwords included) from standard input, as fab_users.py does, and answers like it.
+USERS_STAND_IN = (
+    "import json, sys; request = json.load(sys.stdin); "
+    "print(json.dumps({'changed': True, 'created': [u['username'] for u in request['users']], "
+    "'updated': {}, 'disabled': [], 'roles': []}))"
+)
+
+
+def auth_vars(root, name, c, **extra):
+    values = dict(
+        test_auth=True,
+        airflow_auth_dir=os.path.join(str(root), name, "auth"),
+        airflow_auth_file_owner=ch.OWNER,
+        airflow_auth_file_group=ch.GROUP,
+        airflow_auth_admin_password=c["admin_password"],
+        airflow_auth_users=[{"username": "given", "role": "Op", "password": c["user_password"]},
+                            {"username": "generated", "role": "Viewer"}],
+        airflow_auth_exec=[sys.executable, "-c", USERS_STAND_IN],
+    )
+    values.update(extra)
     return values
 
 
@@ -66,6 +95,20 @@ def inventory_hosts(root, c):
         "leak-external": ch.host_vars(root, "leak-external", airflow_credentials_database_url=(
             "postgresql+psycopg2://ext:%s@db.internal:5432/airflow" % c["database_url_password"])),
         "leak-generated": ch.host_vars(root, "leak-generated"),
+        "leak-backend": ch.host_vars(
+            root, "leak-backend",
+            airflow_credentials_secrets_backend="aws_secrets_manager",
+            airflow_credentials_secrets_backend_kwargs={"region_name": "eu-west-1"},
+            airflow_credentials_aws_access_key_id=c["aws_access_key_id"],
+            airflow_credentials_aws_secret_access_key=c["aws_secret_access_key"],
+            airflow_credentials_aws_session_token=c["aws_session_token"],
+            **auth_vars(root, "leak-backend", c, airflow_auth_type="oauth", airflow_auth_oauth_providers=[
+                {"name": "google", "client_id": "client-id.example", "client_secret": c["oauth_client_secret"]}])),
+        "leak-ldap": ch.host_vars(
+            root, "leak-ldap",
+            **auth_vars(root, "leak-ldap", c, airflow_auth_type="ldap", airflow_auth_ldap={
+                "server": "ldap://127.0.0.1:3389", "search": "ou=people,dc=example,dc=com",
+                "bind_user": "cn=airflow,dc=example,dc=com", "bind_password": c["ldap_bind_password"]})),
     }
 
 
@@ -168,6 +211,8 @@ def test_no_secret_leaks_anywhere(tmp_path):
     for tree in (generated_before, ch.read_tree(tmp_path / "leak-generated" / "secrets")):
         generated += [tree["airflow/" + n] for n in ("api_secret_key", "jwt_secret", "db_password")]
         generated += tree["airflow/fernet_key"].split(",")
+    with open(str(tmp_path / "leak-backend" / "auth" / "passwords.json")) as handle:
+        generated.append(json.load(handle)["generated"])  # a user password the role generated
     secret_forms = forms(list(c.values()) + generated)
     clear_forms = sorted(set(list(c.values()) + generated + [quote(v, safe="") for v in list(c.values()) + generated]))
 
@@ -177,6 +222,7 @@ def test_no_secret_leaks_anywhere(tmp_path):
     assert "the output has been hidden due to the fact that 'no_log: true' was specified" in text
     assert "AIRFLOW__CORE__FERNET_KEY_CMD" in text and "secretName: failback-airflow-secrets" in text
     assert "airflow_credentials_rotate" not in text or "jwt_secret" in text
+    assert "FAB users of leak-backend: created admin, given, generated" in text
 
     # 1. Ansible output (every run, -vvv, --diff, both callbacks) and the Ansible log.
     for name, out in outputs:
@@ -200,7 +246,8 @@ def test_no_secret_leaks_anywhere(tmp_path):
         assert leaked(yaml.safe_dump(stripped).encode(), secret_forms) == [], "secret outside Secret data"
     assert kinds == {"Secret"}, "only Secrets may carry credentials (no ConfigMap)"
     for value in c.values():
-        if value != c["database_url_password"]:
+        if value not in (c["database_url_password"], c["admin_password"], c["user_password"],
+                         c["oauth_client_secret"], c["ldap_bind_password"]) and not value.startswith("Canary-aws"):
             assert value.encode() in decoded or ch.encodings(value)[-1].encode() in decoded, "missing from Secrets"
 
     # 4. Files: anything that holds a secret is at most 0640 (no group write, nothing for others).

@@ -73,7 +73,13 @@ RENDER = """
   vars_files:
     - {role}/defaults/main.yml
     - {role}/vars/main.yml
+    - {role}/../airflow_auth/defaults/main.yml
+    - {role}/../airflow_auth/vars/main.yml
   tasks:
+    - name: Load what the auth role publishes for the containers (FAB, the default)
+      ansible.builtin.set_fact:
+        airflow_auth_env: "{{{{ _airflow_auth_env[airflow_auth_manager] }}}}"
+
     - name: Lay the installation out as the role does
       ansible.builtin.include_role:
         name: failback.airflow.airflow_server
@@ -143,6 +149,11 @@ def test_rendered_project(rendered):
     out = rendered
     base = _load(out / "base-compose.yaml")
     services = base["services"]
+    for name in ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"):
+        env = services[name]["environment"]
+        assert env["AIRFLOW__CORE__AUTH_MANAGER"] == "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
+        assert env["AIRFLOW__FAB__CONFIG_FILE"] == "/opt/airflow/auth/webserver_config.py"
+        assert "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS" not in env
     assert list(services) == ["postgres", "airflow-init", "airflow-api-server", "airflow-scheduler",
                               "airflow-dag-processor", "airflow-triggerer"]
     for name, spec in services.items():
