@@ -644,8 +644,8 @@ def render_aws_credentials(value):
                               % (", ".join(AWS_CREDENTIAL_FIELDS), _type_name(value)))
     unknown = sorted(set(value) - set(AWS_CREDENTIAL_FIELDS))
     if unknown:
-        raise CredentialError("unknown AWS key field(s) %s (allowed: %s)" % (", ".join(map(str, unknown)),
-                                                                          ", ".join(AWS_CREDENTIAL_FIELDS)))
+        raise CredentialError("unknown AWS key field(s) %s (allowed: %s)"
+                              % (", ".join(map(str, unknown)), ", ".join(AWS_CREDENTIAL_FIELDS)))
     fields = dict((name, value.get(name) or "") for name in AWS_CREDENTIAL_FIELDS)
     for name, text in fields.items():
         if not _is_text(text):

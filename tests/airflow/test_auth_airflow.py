@@ -185,8 +185,8 @@ def test_check_mode_reports_and_changes_nothing(installation):
     assert run.rc == 0, run
     assert "(check mode: would be)" in report(run) and "updated viewer: ['role']" in report(run)
     assert "disabled operator" in report(run)
-    assert installation.sign_in(viewer="new-viewer-pw", operator="0perator-pw") == {"viewer": ["User"],
-                                                                                   "operator": ["Op"]}
+    signed_in = installation.sign_in(viewer="new-viewer-pw", operator="0perator-pw")
+    assert signed_in == {"viewer": ["User"], "operator": ["Op"]}
 
 
 def test_an_unknown_role_and_a_taken_email_are_named_and_nothing_changes(installation):

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Bring the FAB auth manager's users in line with the inventory (failback.airflow).
 
 Runs inside an Airflow container of the installation (it needs Airflow, the FAB provider and
