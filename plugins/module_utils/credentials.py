@@ -75,7 +75,8 @@ SECRET_FILES = "failback-credentials"
 #: Kubernetes Secret name -> (tree directory, {tree file name: Secret key}); None maps names 1:1.
 KUBERNETES_SECRETS = (
     (SECRET_AIRFLOW, AIRFLOW_DIR, dict((name, name.replace("_", "-")) for name in AIRFLOW_KEYS)),
-    (SECRET_BACKEND, BACKEND_DIR, {"connections.yaml": "connections.yaml", "variables.yaml": "variables.yaml"}),
+    (SECRET_BACKEND, BACKEND_DIR, {"connections.yaml": "connections.yaml", "variables.yaml": "variables.yaml",
+                                   "aws_credentials": "aws_credentials"}),
     (SECRET_FILES, FILES_DIR, None),
 )
 

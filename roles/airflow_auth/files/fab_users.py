@@ -65,7 +65,7 @@ def sync(sm, request: dict, check_password_hash) -> dict:
         if other != user["username"]:
             raise RequestError("users %s and %s have the same email %s" % (other, user["username"], user["email"]))
         owner = sm.find_user(email=user["email"])
-        if owner is not None and owner.username != user["username"]:
+        if owner is not None and owner.username.lower() != user["username"].lower():
             raise RequestError(
                 "the email %s of user %s belongs to the existing user %s" % (user["email"], user["username"], owner.username)
             )
@@ -97,8 +97,9 @@ def sync(sm, request: dict, check_password_hash) -> dict:
         if "password" in differ:
             sm.reset_password(user.id, wanted["password"])
 
-    named = {user["username"] for user in users}
-    for username in sorted(set(request.get("disable", [])) - named):
+    # FAB finds users without regard to case: a name listed in another case is the same user.
+    named = {user["username"].lower() for user in users}
+    for username in sorted(name for name in set(request.get("disable", [])) if name.lower() not in named):
         user = sm.find_user(username=username)
         if user is None or not user.active:
             continue

@@ -415,3 +415,31 @@ def test_store_text_round_trips_and_rejects_garbage():
         cr.parse_store("{", "/s")
     with pytest.raises(CredentialError, match="has no 'secrets' mapping"):
         cr.parse_store("[]", "/s")
+
+
+# --------------------------------------------------------------------------- AWS secrets backend keys
+
+
+def test_aws_keys_become_a_shared_credentials_file_and_a_backend_secret_key():
+    text = cr.render_aws_credentials(
+        {"aws_access_key_id": "AKIAEXAMPLE", "aws_secret_access_key": "s3cr=t/key", "aws_session_token": ""})
+    assert text.endswith("[default]\naws_access_key_id = AKIAEXAMPLE\naws_secret_access_key = s3cr=t/key\n")
+    tree = cr.build_tree({}, "sqlite://", {}, {}, {}, aws_credentials=text)
+    backend = [d for d in cr.tree_to_secrets(tree, "ns") if d["metadata"]["name"] == "failback-airflow-backend"][0]
+    assert sorted(backend["data"]) == ["aws_credentials", "connections.yaml", "variables.yaml"]
+    assert cr.render_aws_credentials({}) == "" and "backend/aws_credentials" not in cr.build_tree(
+        {}, "sqlite://", {}, {}, {})
+
+
+@pytest.mark.parametrize("value, message", [
+    ({"aws_access_key_id": "AKIA"}, "needs both aws_access_key_id and aws_secret_access_key"),
+    ({"aws_session_token": "tok"}, "aws_session_token of the secrets backend needs"),
+    ({"aws_access_key_id": "AKIA", "aws_secret_access_key": "bad\nvalue"}, "aws_secret_access_key of the secrets backend holds a control"),
+    ({"aws_access_key_id": "AKIA", "aws_secret_access_key": 7}, "must be a string, not int"),
+    ({"region": "eu-west-1"}, "unknown AWS key field(s) region"),
+    ("AKIA:secret", "must be a mapping"),
+])
+def test_bad_aws_keys_are_named_without_their_value(value, message):
+    with pytest.raises(CredentialError) as raised:
+        cr.render_aws_credentials(value)
+    assert message in str(raised.value) and "bad\nvalue" not in str(raised.value)
