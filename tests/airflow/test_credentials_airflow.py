@@ -140,11 +140,11 @@ class Installation(object):
         return proc
 
 
-@pytest.fixture(scope="module")
-def installation(tmp_path_factory):
+def prepared_installation(root, **host_vars):
+    """An installation whose credentials the role rendered, with the fixture DAGs and a migrated database."""
     if not os.path.exists(AIRFLOW):
         pytest.fail("Airflow is not installed in this interpreter's environment: run with .venv-airflow")
-    inst = Installation(tmp_path_factory.mktemp("credentials_airflow"))
+    inst = Installation(root, **host_vars)
     inst.write_inventory()
     inst.ansible("site.yml")
     os.makedirs(inst.home)
@@ -152,6 +152,11 @@ def installation(tmp_path_factory):
     migrate = inst.airflow("db", "migrate")
     assert migrate.returncode == 0, migrate.stdout + migrate.stderr
     return inst
+
+
+@pytest.fixture(scope="module")
+def installation(tmp_path_factory):
+    return prepared_installation(tmp_path_factory.mktemp("credentials_airflow"))
 
 
 def task_states(database, dag_id):

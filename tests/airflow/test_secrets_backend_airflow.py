@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import time
 
 import pytest
 
-from test_credentials_airflow import FIXTURES, Installation, task_states
+from test_credentials_airflow import prepared_installation, task_states
 
 MOTO = os.path.join(os.path.dirname(sys.executable), "moto_server")
 DAG_ID = "failback_secrets_backend_check"
@@ -73,7 +72,7 @@ def aws_installation(tmp_path_factory, moto_endpoint):
     client.create_secret(Name="airflow/variables/report_to", SecretString="sm-ops@example.com")
     client.create_secret(Name="airflow/variables/limits", SecretString=json.dumps({"rows": 7}))
 
-    inst = Installation(
+    return prepared_installation(
         tmp_path_factory.mktemp("secrets_backend"),
         airflow_credentials_connections={},
         airflow_credentials_variables={},
@@ -82,13 +81,6 @@ def aws_installation(tmp_path_factory, moto_endpoint):
         airflow_credentials_aws_access_key_id=ACCESS_KEY,
         airflow_credentials_aws_secret_access_key=SECRET_KEY,
     )
-    inst.write_inventory()
-    inst.ansible("site.yml")
-    os.makedirs(inst.home)
-    shutil.copytree(os.path.join(FIXTURES, "dags"), os.path.join(inst.home, "dags"))
-    migrate = inst.airflow("db", "migrate")
-    assert migrate.returncode == 0, migrate.stdout + migrate.stderr
-    return inst
 
 
 def test_a_task_reads_a_connection_and_variables_from_aws_secrets_manager(aws_installation):
