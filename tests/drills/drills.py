@@ -89,18 +89,29 @@ class Fleet(object):
             return json.load(response)
 
     def wait_healthy(self, name, timeout=300):
-        deadline = time.monotonic() + timeout
+        """Wait until every part of the installation's health answer is healthy.
+
+        What the API last answered (or why it did not) is logged when it changes, so a slow start
+        shows which part held it up.
+        """
+        began = time.monotonic()
+        deadline = began + timeout
+        last = None
         while time.monotonic() < deadline:
             try:
                 health = self._request(self.installations[name], "GET", "/api/v2/monitor/health", None, None)
+                seen = " ".join("%s=%s" % (part, value.get("status")) for part, value in sorted(health.items()))
                 if all(part.get("status") == "healthy" for part in health.values()):
                     self._tokens.pop(name, None)
+                    log("%s healthy after %.0f s" % (name, time.monotonic() - began))
                     return
-            except Exception:  # pylint: disable=broad-except
-                # not up yet
-                pass
+            except Exception as exc:  # pylint: disable=broad-except
+                seen = "no answer (%s)" % type(exc).__name__  # not up yet
+            if seen != last:
+                log("%s after %.0f s: %s" % (name, time.monotonic() - began, seen))
+                last = seen
             time.sleep(3)
-        raise DrillFailed("%s is not healthy after %d s" % (name, timeout))
+        raise DrillFailed("%s is not healthy after %d s; last answer: %s" % (name, timeout, last))
 
     # ------------------------------------------------------------------ the fleet from outside
     def playbook(self, name, extra=None, timeout=PLAYBOOK_TIMEOUT, kill_when=None):
@@ -160,13 +171,32 @@ class Fleet(object):
                        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=600)
 
     def kill(self, name):
+        """kill -9 every running container of the installation, as a power cut would.
+
+        A container can stop between `podman ps` and `podman kill` (podman then exits 125): the
+        containers still running are listed again and killed, at most three times, and what
+        podman said is logged with every container's state, so a crash loop shows in the log.
+        """
         inst = self.installations[name]
         env = dict(os.environ, **inst.get("env", {}))
-        ids = subprocess.run(["podman", "ps", "-q", "--filter", "label=io.podman.compose.project=%s" % inst["project"]],
-                             env=env, check=True, capture_output=True, text=True, timeout=60).stdout.split()
-        log("kill -9 %s (%d containers)" % (name, len(ids)))
-        subprocess.run(["podman", "kill", "--signal", "KILL"] + ids, env=env, check=True, capture_output=True,
-                       timeout=120)
+        label = "label=io.podman.compose.project=%s" % inst["project"]
+        for attempt in range(3):
+            ids = subprocess.run(["podman", "ps", "-q", "--filter", label], env=env, check=True, capture_output=True,
+                                 text=True, timeout=60).stdout.split()
+            if not ids:
+                if attempt == 0:
+                    raise DrillFailed("kill -9 %s: no container of it is running" % name)
+                return
+            log("kill -9 %s (%d containers)" % (name, len(ids)))
+            proc = subprocess.run(["podman", "kill", "--signal", "KILL"] + ids, env=env, capture_output=True, text=True,
+                                  timeout=120)
+            if proc.returncode == 0:
+                return
+            states = subprocess.run(["podman", "ps", "-a", "--filter", label, "--format", "{{.Names}} {{.Status}}"],
+                                    env=env, capture_output=True, text=True, timeout=60).stdout
+            log("podman kill ended %d: %s; containers now: %s" % (proc.returncode, proc.stderr.strip(),
+                                                                 "; ".join(states.splitlines())))
+        raise DrillFailed("kill -9 %s: containers were still running after three attempts" % name)
 
     def boot(self, name):
         """Start the installation the way its systemd unit does at boot: fence first, then start."""

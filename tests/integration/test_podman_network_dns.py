@@ -58,6 +58,8 @@ def project(tmp_path):
     ids = podman("ps", "-aq", "--filter", "label=io.podman.compose.project=%s" % name, check=False).stdout.split()
     if ids:
         podman("rm", "--force", "--time", "0", *ids, check=False)
+    # podman-compose puts the project's containers in a pod of its own: remove it too.
+    podman("pod", "rm", "--force", "--ignore", "pod_" + name, check=False)
     for network in (name + "_default", name + "_failback_dns_probe"):
         podman("network", "rm", "--force", network, check=False)
 

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Run the collection's Molecule scenarios (extensions/molecule/<name>), as `make molecule` does.
+#
+#   tests/molecule.sh podman docker+drills kubernetes
+#
+# Each argument is one step, run after the previous one ended. A step written `a+b` runs the
+# scenarios a and b at the same time: every line they print carries the scenario's name, and the
+# step fails when either fails (both are always waited for, so none is left running). Scenarios
+# that can share the machine must not share ports, directories, compose projects or units: the
+# drills (Podman, ports 8095-8096, /opt/failback-drills) spend most of their time waiting for
+# scheduled intervals, so they run beside the Docker scenario (port 8093,
+# /opt/failback-molecule-docker).
+#
+# The kubernetes scenario needs a real cluster: without KUBECONFIG it is reported as skipped,
+# never as passed.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+MOLECULE="${MOLECULE:-$PWD/.venv/bin/molecule}"
+
+run_one() {
+    local scenario="$1"
+    if [ "$scenario" = kubernetes ] && [ -z "${KUBECONFIG:-}" ]; then
+        echo "SKIPPED molecule scenario 'kubernetes': KUBECONFIG is not set (see README, Kubernetes)"
+        return 0
+    fi
+    if [ ! -f "extensions/molecule/$scenario/molecule.yml" ]; then
+        echo "no Molecule scenario '$scenario' (extensions/molecule/$scenario/molecule.yml)" >&2
+        return 2
+    fi
+    local began=$SECONDS rc=0
+    echo "=== molecule test -s $scenario"
+    "$MOLECULE" test -s "$scenario" || rc=$?
+    echo "=== molecule test -s $scenario: rc=$rc after $(( (SECONDS - began) / 60 )) min $(( (SECONDS - began) % 60 )) s"
+    return "$rc"
+}
+
+failed=()
+for step in "$@"; do
+    IFS=+ read -r -a together <<< "$step"
+    if [ "${#together[@]}" -eq 1 ]; then
+        run_one "$step" || failed+=("$step")
+    else
+        pids=()
+        for scenario in "${together[@]}"; do
+            # Each line is prefixed as it comes (sed -u), so a stop half-way still shows it all.
+            ( set -o pipefail; run_one "$scenario" 2>&1 | sed -u "s/^/[$scenario] /" ) &
+            pids+=("$!")
+        done
+        for i in "${!pids[@]}"; do
+            wait "${pids[$i]}" || failed+=("${together[$i]}")
+        done
+    fi
+    if [ "${#failed[@]}" -gt 0 ]; then
+        echo "FAILED molecule scenario(s): ${failed[*]}" >&2
+        exit 1
+    fi
+done
+echo "molecule: every scenario of '$*' passed (or was reported as skipped)"
