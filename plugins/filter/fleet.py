@@ -10,10 +10,14 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.failback.airflow.plugins.module_utils import fleet, placement
 
 
-def fleet_preflight(airflow, after, target, moved=None, role=""):
-    """Drift on a failover's new owner: ``{findings, stop, lines, message, note}`` (see fleet.preflight)."""
+def fleet_preflight(airflow, after, target, moved=None, role="", sources=None):
+    """Drift on a failover's new owner: ``{findings, stop, lines, message, note}`` (see fleet.preflight).
+
+    *sources*: what the old owners' Airflows answered, ``{name: answer}``, to compare the moved
+    DAGs' bundle versions with (None: not compared).
+    """
     try:
-        return fleet.preflight(after, target, moved or [], airflow, role=role)
+        return fleet.preflight(after, target, moved or [], airflow, role=role, sources=sources)
     except placement.PlacementError as exc:
         raise AnsibleFilterError(str(exc))
 

@@ -183,18 +183,23 @@ class Client(object):
         self.token = token
         return token
 
-    def dags(self):
-        """``{dag_id: is_paused}`` of every DAG the installation knows."""
+    def dag_entries(self):
+        """``{dag_id: entry}``: every DAG the installation knows, as ``GET /api/v2/dags`` lists it
+        (``is_paused``, ``bundle_name``, ``bundle_version``, ``relative_fileloc``, ...)."""
         found = {}
         offset = 0
         while True:
             page = self._call("GET", "/api/v2/dags", query={"limit": PAGE_SIZE, "offset": offset})
             entries = page.get("dags") or []
             for dag in entries:
-                found[dag["dag_id"]] = bool(dag.get("is_paused"))
+                found[dag["dag_id"]] = dag
             offset += len(entries)
             if not entries or offset >= int(page.get("total_entries") or 0):
                 return found
+
+    def dags(self):
+        """``{dag_id: is_paused}`` of every DAG the installation knows."""
+        return dict((dag_id, bool(dag.get("is_paused"))) for dag_id, dag in self.dag_entries().items())
 
     def set_paused(self, dag_id, paused):
         answer = self._call("PATCH", "/api/v2/dags/" + quote(dag_id, safe=""), {"is_paused": bool(paused)},

@@ -40,6 +40,8 @@ FINDINGS = {
     "unmapped_dag": ("error", "a deployed DAG is in no map entry and there is no default owner: it runs nowhere"),
     "paused_on_owner": ("error", "the DAG is paused on its owner: it runs nowhere"),
     "owner_does_not_parse": ("error", "the owner does not parse the DAG: it runs nowhere"),
+    "version_differs": ("error", "a failover's new owner parses a moved DAG at another bundle version than its old owner"),
+    "dag_file_broken": ("error", "a failover's new owner fails to import a moved DAG's file: it would run an old version"),
     "unknown_dag": ("warning", "a map entry names a DAG that no installation parses (a typo?)"),
     "dag_sets_differ": ("warning", "the installations do not parse the same DAGs"),
     "import_errors": ("warning", "DAG files fail to import"),
@@ -71,8 +73,8 @@ class StatusClient(catchup.RunsClient):
 
     def import_errors(self, limit):
         found, _more = self._pages("/api/v2/importErrors", "import_errors", {}, limit)
-        return [{"filename": e.get("filename"), "error": (e.get("stack_trace") or "").strip().splitlines()[-1:]}
-                for e in found]
+        return [{"filename": e.get("filename"), "bundle": e.get("bundle_name"),
+                 "error": (e.get("stack_trace") or "").strip().splitlines()[-1:]} for e in found]
 
     def latest_runs(self, limit):
         """``{dag_id: run}``: the latest run of each DAG among the *limit* newest runs of the installation."""
@@ -100,7 +102,7 @@ def read_installation(client, components, now=None, window=DEFAULT_WINDOW, limit
     since = now - datetime.timedelta(seconds=int(window))
     health = client.health()
     problems = airflow_api.health_problems(health, components)
-    dags = client.dags()
+    dags = client.dag_entries()
     latest = client.latest_runs(limit)
     runs = {}
     for dag_id, run in sorted(latest.items()):
@@ -120,7 +122,11 @@ def read_installation(client, components, now=None, window=DEFAULT_WINDOW, limit
         "health": dict((name, (health.get(name) or {}).get("status")) for name in sorted(health)
                        if isinstance(health.get(name), dict)),
         "problems": problems,
-        "dags": dict((dag_id, {"paused": paused}) for dag_id, paused in sorted(dags.items())),
+        # bundle and version: the DAG bundle it was parsed from and that bundle's version (a Git
+        # commit for a GitDagBundle; None for a local folder); file: its path in the bundle.
+        "dags": dict((dag_id, {"paused": bool(dag.get("is_paused")), "bundle": dag.get("bundle_name"),
+                               "version": dag.get("bundle_version"), "file": dag.get("relative_fileloc")})
+                     for dag_id, dag in sorted(dags.items())),
         "import_errors": client.import_errors(limit),
         "runs": runs,
         "executed": tis,
@@ -258,9 +264,10 @@ def assess(pmap, installations, files_differ=None):
 
 
 #: Findings that stop a failover before anything changes (unless the health check is skipped): a
-#: moved DAG that its new owner does not parse would run nowhere after the move, and a new owner
-#: whose REST API does not answer cannot be asked.
-PREFLIGHT_STOP = ("owner_does_not_parse", "api_unreadable")
+#: moved DAG that its new owner does not parse would run nowhere after the move, one whose file
+#: fails to import there or that it parses at another bundle version than its old owner would run
+#: other code than before, and a new owner whose REST API does not answer cannot be asked.
+PREFLIGHT_STOP = ("owner_does_not_parse", "api_unreadable", "version_differs", "dag_file_broken")
 
 
 def _gained(moved, target):
@@ -272,18 +279,75 @@ def _gained(moved, target):
     return set(moved or [])
 
 
-def preflight(after, target, moved, airflow, role=""):
+def _old_owners(moved, target):
+    """``{dag_id: old owner or None}`` of the DAGs that move to *target* (None when the plan does
+    not say, as with a plain list)."""
+    if isinstance(moved, dict):
+        return dict((k, v.get("from") if isinstance(v, dict) else None) for k, v in moved.items()
+                    if k in _gained(moved, target))
+    return dict((k, None) for k in moved or [])
+
+
+def _code(dag):
+    return "bundle %s at version %s" % (dag.get("bundle") or "?", dag.get("version") or "none (not versioned)")
+
+
+def _code_findings(target, airflow, old_owners, sources):
+    """The moved DAGs' code on the new owner: ``(findings, notes)``.
+
+    A moved DAG whose file the new owner fails to import (it would run its last good version) is
+    ``dag_file_broken``; one the new owner parses at another bundle or bundle version than its old
+    owner (read into *sources*, ``{name: read_installation() data, {"error": msg} or None}``) is
+    ``version_differs``.  An old owner that was not read or did not answer is a note: the versions
+    are compared only where both answered.  *sources* None: no comparison, no note.
+    """
+    findings, notes = [], []
+    dags = airflow.get("dags") or {}
+    errors = airflow.get("import_errors") or []
+    for dag_id, old in sorted(old_owners.items()):
+        dag = dags.get(dag_id)
+        if dag_id == placement.DEFAULT_KEY or not isinstance(dag, dict):
+            continue  # not parsed there: owner_does_not_parse says so
+        for error in errors:
+            if dag.get("file") and error.get("filename") == dag["file"] and error.get("bundle") in (None, dag.get("bundle")):
+                findings.append(_finding("dag_file_broken", dag_id, "%s fails to import its file %s (%s): %s" % (
+                    target, dag["file"], dag.get("bundle") or "?", " ".join(error.get("error") or []) or "import error")))
+                break
+        if sources is None:
+            continue
+        for name in [old] if old else sorted(sources):
+            if name == target:
+                continue
+            source = sources.get(name)
+            if source is None:
+                notes.append("%s was not read: bundle versions not compared with it" % name)
+            elif source.get("error"):
+                notes.append("%s did not answer (%s): bundle versions not compared with it" % (name, source["error"]))
+            elif not isinstance((source.get("dags") or {}).get(dag_id), dict):
+                notes.append("%s does not parse %s: its bundle version not compared" % (name, dag_id))
+            else:
+                theirs = source["dags"][dag_id]
+                if (theirs.get("bundle"), theirs.get("version")) != (dag.get("bundle"), dag.get("version")):
+                    findings.append(_finding("version_differs", dag_id, "%s parses it from %s, %s (its old owner) from %s"
+                                             % (target, _code(dag), name, _code(theirs))))
+    return findings, sorted(set(notes))
+
+
+def preflight(after, target, moved, airflow, role="", sources=None):
     """Drift on the new owner of a failover, before anything changes (``failover.yml``).
 
     *after*: the planned map (a PlacementMap, its data or YAML text); *target*: the new owner;
     *moved*: what moves (see :func:`_gained`; ``@default`` is the default owner role); *airflow*:
     what its Airflow answers (:func:`read_installation`, or ``{"error": msg}``, or None when not
-    read, e.g. a cluster).  The same rules as :func:`assess`, asked of the target alone against the
+    read, e.g. a cluster); *sources*: the same for the old owners of what moves, ``{name: answer}``
+    (None: not compared).  The same rules as :func:`assess`, asked of the target alone against the
     planned map, keeping what concerns the target and the DAGs it will own: the DAGs it parses,
     paused DAGs it keeps owning, import errors, recent leaks, unhealthy components.  Left out:
     what the failover itself changes (its generation and fence, the gained DAGs' pause state,
     which the grant sets) and what needs the other installations.  DAGs that come with the default
     owner role are not checked for parsing (only the installations' own DAG lists name them).
+    The moved DAGs' code is checked too (:func:`_code_findings`): their files import on the new
+    owner, at the same bundle version as on their old owner when it answered.
     Returns ``{"findings", "stop", "lines", "message", "note"}``: *stop* holds the findings of
     :data:`PREFLIGHT_STOP` that concern what moves, *message* says why the failover stops (or is
     None), *note* says when nothing was read.
@@ -313,12 +377,15 @@ def preflight(after, target, moved, airflow, role=""):
         if finding["subject"] != target and finding["subject"] not in owned and " on %s" % target not in finding["subject"]:
             continue
         keep.append(finding)
+    notes = []
     if not airflow.get("error"):
         # assess() calls a DAG that no installation it was given parses unknown_dag; here only the
         # new owner was read, and a gained DAG it does not parse would run nowhere.
         shown = set(f["subject"] for f in keep if f["code"] == "owner_does_not_parse")
         for dag_id in sorted(gained - parsed - shown):
             keep.append(_finding("owner_does_not_parse", dag_id, "%s would own it and does not parse it" % target))
+        code, notes = _code_findings(target, airflow, _old_owners(moved, target), sources)
+        keep.extend(code)
     _sort(keep)
     stop = []
     if gained or gains_default:
@@ -335,9 +402,12 @@ def preflight(after, target, moved, airflow, role=""):
             if f["code"] == "api_unreadable":
                 reasons.append("%s's REST API does not answer (%s), so whether it parses the moved DAGs cannot be "
                                "checked" % (target, f["detail"]))
+            elif f["code"] in ("version_differs", "dag_file_broken"):
+                reasons.append("%s: %s" % (f["subject"], f["detail"]))
         message = "; ".join(reasons) + ". Nothing was changed."
     lines = ["%s %s %s: %s" % (f["severity"].upper(), f["code"], f["subject"], f["detail"]) for f in keep]
-    return {"findings": keep, "stop": stop, "lines": lines, "message": message, "note": None}
+    return {"findings": keep, "stop": stop, "lines": lines, "message": message,
+            "note": "; ".join(notes) if notes else None}
 
 
 def failing(report, fail_on="warning"):

@@ -64,15 +64,18 @@ RETURN = r"""
 status:
   description:
     - C(version), C(health) (component to status), C(problems) (component to reason), C(dags) (DAG id to
-      C({paused})), C(import_errors), C(runs) (DAG id to its latest run), C(executed) (task instances in an
-      executed state since C(window_start), with C(guard), the keys of the guard's records).
+      C({paused, bundle, version, file}) - the DAG bundle it was parsed from, that bundle's version, a Git commit or
+      null for a local folder, and its file in the bundle), C(import_errors) (C({filename, bundle, error})), C(runs)
+      (DAG id to its latest run), C(executed) (task instances in an executed state since C(window_start), with
+      C(guard), the keys of the guard's records).
   returned: always
   type: dict
   sample:
     version: 3.3.2
     health: {metadatabase: healthy, scheduler: healthy, dag_processor: healthy, triggerer: healthy}
     problems: {}
-    dags: {sales_daily: {paused: false}}
+    dags:
+      sales_daily: {paused: false, bundle: dags-folder, version: null, file: sales_daily.py}
     import_errors: []
     runs: {sales_daily: {run_id: "scheduled__2026-12-01T02:00:00+00:00", run_after: "2026-12-01T02:00:00Z",
                          state: success}}

@@ -189,13 +189,13 @@ class Fleet(object):
                 return
             log("kill -9 %s (%d containers)" % (name, len(ids)))
             proc = subprocess.run(["podman", "kill", "--signal", "KILL"] + ids, env=env, capture_output=True, text=True,
-                                  timeout=120)
+                                  timeout=120, check=False)
             if proc.returncode == 0:
                 return
             states = subprocess.run(["podman", "ps", "-a", "--filter", label, "--format", "{{.Names}} {{.Status}}"],
-                                    env=env, capture_output=True, text=True, timeout=60).stdout
-            log("podman kill ended %d: %s; containers now: %s" % (proc.returncode, proc.stderr.strip(),
-                                                                 "; ".join(states.splitlines())))
+                                    env=env, capture_output=True, text=True, timeout=60, check=False).stdout
+            log("podman kill ended %d: %s; containers now: %s"
+                % (proc.returncode, proc.stderr.strip(), "; ".join(states.splitlines())))
         raise DrillFailed("kill -9 %s: containers were still running after three attempts" % name)
 
     def boot(self, name):

@@ -284,3 +284,83 @@ def test_moving_the_default_owner_role_is_not_a_dag_and_its_dags_may_be_paused()
     result = fleet.preflight(after, "server-1", {"@default": {"from": "server-2", "to": "server-1"}},
                              airflow(["hello", "other"], paused=["hello"]))
     assert result["findings"] == [] and result["stop"] == []
+
+
+# ------------------------------------------------------------------ the moved DAGs' code (DAG bundles)
+
+def at(answer, versions, bundle="dags-repo", files=None):
+    """*answer* with every DAG of *versions* parsed from *bundle* at that version (file <dag>.py)."""
+    for dag_id, version in versions.items():
+        answer["dags"][dag_id].update(bundle=bundle, version=version, file=(files or {}).get(dag_id, dag_id + ".py"))
+    return answer
+
+
+MOVE = {"sales": {"from": "server-2", "to": "server-1"}}
+
+
+def test_a_moved_dag_at_the_same_bundle_version_as_its_old_owner_passes():
+    target = at(airflow(["sales", "hello"]), {"sales": "a1b2c3", "hello": "a1b2c3"})
+    source = at(airflow(["sales", "other"]), {"sales": "a1b2c3", "other": "a1b2c3"})
+    result = fleet.preflight(AFTER, "server-1", MOVE, target, sources={"server-2": source})
+    assert result == {"findings": [], "stop": [], "lines": [], "message": None, "note": None}
+
+
+def test_a_new_owner_one_commit_behind_stops_the_failover_naming_the_dag_and_both_versions():
+    target = at(airflow(["sales", "hello"]), {"sales": "0ld0ld", "hello": "0ld0ld"})
+    source = at(airflow(["sales"]), {"sales": "n3wn3w"})
+    result = fleet.preflight(AFTER, "server-1", MOVE, target, sources={"server-2": source})
+    assert [(f["code"], f["subject"]) for f in result["stop"]] == [("version_differs", "sales")]
+    assert result["message"] == (
+        "sales: server-1 parses it from bundle dags-repo at version 0ld0ld, server-2 (its old owner) from bundle "
+        "dags-repo at version n3wn3w. Nothing was changed.")
+    # only what moves is compared: hello (kept by server-1) at another version is not a finding
+    assert preflight_codes(result) == [("version_differs", "sales")]
+
+
+def test_another_bundle_or_an_unversioned_folder_differs_too():
+    target = at(airflow(["sales"]), {"sales": None}, bundle="dags-folder")
+    source = at(airflow(["sales"]), {"sales": "n3wn3w"})
+    result = fleet.preflight(AFTER, "server-1", MOVE, target, sources={"server-2": source})
+    assert "bundle dags-folder at version none (not versioned)" in result["message"]
+    # two local folders (no versions): nothing to compare, no finding
+    plain = fleet.preflight(AFTER, "server-1", MOVE, airflow(["sales"]), sources={"server-2": airflow(["sales"])})
+    assert plain["findings"] == [] and plain["note"] is None
+
+
+@pytest.mark.parametrize("source, note", [
+    (None, "server-2 was not read: bundle versions not compared with it"),
+    ({"error": "connection refused"}, "server-2 did not answer (connection refused): bundle versions not compared with it"),
+    (airflow(["hello"]), "server-2 does not parse sales: its bundle version not compared"),
+])
+def test_an_old_owner_that_cannot_be_compared_is_a_note_not_a_stop(source, note):
+    target = at(airflow(["sales"]), {"sales": "0ld0ld"})
+    result = fleet.preflight(AFTER, "server-1", MOVE, target, sources={"server-2": source})
+    assert result["stop"] == [] and result["findings"] == [] and result["note"] == note
+    # and without sources nothing is compared and nothing said
+    assert fleet.preflight(AFTER, "server-1", MOVE, target)["note"] is None
+
+
+def test_a_plain_list_of_moved_dags_is_compared_with_every_old_owner_given():
+    target = at(airflow(["sales"]), {"sales": "a1"})
+    result = fleet.preflight(AFTER, "server-1", ["sales"], target,
+                             sources={"server-2": at(airflow(["sales"]), {"sales": "a1"}),
+                                      "server-3": at(airflow(["sales"]), {"sales": "b2"}),
+                                      "server-1": at(airflow(["sales"]), {"sales": "zz"})})
+    assert [f["detail"] for f in result["stop"]] == [
+        "server-1 parses it from bundle dags-repo at version a1, server-3 (its old owner) from bundle dags-repo at version b2"]
+
+
+def test_a_moved_dag_whose_file_fails_to_import_on_the_new_owner_stops_the_failover():
+    broken = {"filename": "sales.py", "bundle": "dags-repo", "error": ["NameError: name 'x' is not defined"]}
+    target = at(airflow(["sales", "hello"], import_errors=[broken]), {"sales": "a1", "hello": "a1"})
+    result = fleet.preflight(AFTER, "server-1", MOVE, target, sources={"server-2": at(airflow(["sales"]), {"sales": "a1"})})
+    assert preflight_codes(result) == [("dag_file_broken", "sales"), ("import_errors", "server-1")]
+    assert [f["code"] for f in result["stop"]] == ["dag_file_broken"]
+    assert result["message"] == ("sales: server-1 fails to import its file sales.py (dags-repo): NameError: name 'x' "
+                                 "is not defined. Nothing was changed.")
+    # the same file name in another bundle, or a broken file of a DAG that does not move, stops nothing
+    other = dict(broken, bundle="other-repo")
+    assert fleet.preflight(AFTER, "server-1", MOVE, at(airflow(["sales"], import_errors=[other]), {"sales": "a1"}))["stop"] == []
+    hello = dict(broken, filename="hello.py")
+    kept_broken = at(airflow(["sales", "hello"], import_errors=[hello]), {"sales": "a1", "hello": "a1"})
+    assert fleet.preflight(AFTER, "server-1", MOVE, kept_broken)["stop"] == []
