@@ -295,9 +295,10 @@ def _code(dag):
 def _code_findings(target, airflow, old_owners, sources):
     """The moved DAGs' code on the new owner: ``(findings, notes)``.
 
-    A moved DAG whose file the new owner fails to import (it would run its last good version) is
-    ``dag_file_broken``; one the new owner parses at another bundle or bundle version than its old
-    owner (read into *sources*, ``{name: read_installation() data, {"error": msg} or None}``) is
+    A moved DAG whose file the new owner fails to import is ``dag_file_broken``: listed there, it
+    would run its last good version; not listed (Airflow 3.3 marks the DAGs of a file that fails to
+    import stale), its file is known from an old owner that parses it.  One the new owner parses at
+    another bundle or bundle version than its old owner (read into *sources*, ``{name: read_installation() data, {"error": msg} or None}``) is
     ``version_differs``.  An old owner that was not read or did not answer is a note: the versions
     are compared only where both answered.  *sources* None: no comparison, no note.
     """
@@ -305,15 +306,25 @@ def _code_findings(target, airflow, old_owners, sources):
     dags = airflow.get("dags") or {}
     errors = airflow.get("import_errors") or []
     for dag_id, old in sorted(old_owners.items()):
+        if dag_id == placement.DEFAULT_KEY:
+            continue
         dag = dags.get(dag_id)
-        if dag_id == placement.DEFAULT_KEY or not isinstance(dag, dict):
-            continue  # not parsed there: owner_does_not_parse says so
+        what = "its file %s (bundle %s)"
+        if not isinstance(dag, dict):
+            # not listed there: owner_does_not_parse says so, unless an old owner names its file
+            known = [(name, s["dags"][dag_id]) for name, s in sorted((sources or {}).items())
+                     if name != target and isinstance(s, dict) and isinstance((s.get("dags") or {}).get(dag_id), dict)]
+            if not known:
+                continue
+            what = "%%s, its file on %s (bundle %%s), and so does not list it" % known[0][0]
+            dag = known[0][1]
         for error in errors:
             if dag.get("file") and error.get("filename") == dag["file"] and error.get("bundle") in (None, dag.get("bundle")):
-                findings.append(_finding("dag_file_broken", dag_id, "%s fails to import its file %s (%s): %s" % (
-                    target, dag["file"], dag.get("bundle") or "?", " ".join(error.get("error") or []) or "import error")))
+                findings.append(_finding("dag_file_broken", dag_id, "%s fails to import %s: %s" % (
+                    target, what % (dag["file"], dag.get("bundle") or "?"),
+                    " ".join(error.get("error") or []) or "import error")))
                 break
-        if sources is None:
+        if sources is None or dag_id not in dags:
             continue
         for name in [old] if old else sorted(sources):
             if name == target:
@@ -385,7 +396,9 @@ def preflight(after, target, moved, airflow, role="", sources=None):
         for dag_id in sorted(gained - parsed - shown):
             keep.append(_finding("owner_does_not_parse", dag_id, "%s would own it and does not parse it" % target))
         code, notes = _code_findings(target, airflow, _old_owners(moved, target), sources)
-        keep.extend(code)
+        broken = set(f["subject"] for f in code if f["code"] == "dag_file_broken")
+        # a DAG not listed because its file fails to import: the import error says why
+        keep = [f for f in keep if not (f["code"] == "owner_does_not_parse" and f["subject"] in broken)] + code
     _sort(keep)
     stop = []
     if gained or gains_default:

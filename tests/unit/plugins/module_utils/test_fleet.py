@@ -356,11 +356,25 @@ def test_a_moved_dag_whose_file_fails_to_import_on_the_new_owner_stops_the_failo
     result = fleet.preflight(AFTER, "server-1", MOVE, target, sources={"server-2": at(airflow(["sales"]), {"sales": "a1"})})
     assert preflight_codes(result) == [("dag_file_broken", "sales"), ("import_errors", "server-1")]
     assert [f["code"] for f in result["stop"]] == ["dag_file_broken"]
-    assert result["message"] == ("sales: server-1 fails to import its file sales.py (dags-repo): NameError: name 'x' "
-                                 "is not defined. Nothing was changed.")
+    assert result["message"] == ("sales: server-1 fails to import its file sales.py (bundle dags-repo): NameError: "
+                                 "name 'x' is not defined. Nothing was changed.")
     # the same file name in another bundle, or a broken file of a DAG that does not move, stops nothing
     other = dict(broken, bundle="other-repo")
     assert fleet.preflight(AFTER, "server-1", MOVE, at(airflow(["sales"], import_errors=[other]), {"sales": "a1"}))["stop"] == []
     hello = dict(broken, filename="hello.py")
     kept_broken = at(airflow(["sales", "hello"], import_errors=[hello]), {"sales": "a1", "hello": "a1"})
     assert fleet.preflight(AFTER, "server-1", MOVE, kept_broken)["stop"] == []
+
+
+def test_a_moved_dag_not_listed_because_its_file_fails_to_import_is_named_with_the_old_owners_file():
+    # Airflow 3.3 marks the DAGs of a file that fails to import stale: the new owner does not list sales
+    broken = {"filename": "sales.py", "bundle": "dags-repo", "error": ["SyntaxError: invalid syntax"]}
+    target = at(airflow(["hello"], import_errors=[broken]), {"hello": "a1"})
+    source = at(airflow(["sales"]), {"sales": "a1"})
+    result = fleet.preflight(AFTER, "server-1", MOVE, target, sources={"server-2": source})
+    assert [(f["code"], f["subject"]) for f in result["stop"]] == [("dag_file_broken", "sales")]
+    assert result["message"] == ("sales: server-1 fails to import sales.py, its file on server-2 (bundle dags-repo), "
+                                 "and so does not list it: SyntaxError: invalid syntax. Nothing was changed.")
+    # without the old owner's answer it is a DAG the new owner does not parse
+    alone = fleet.preflight(AFTER, "server-1", MOVE, target)
+    assert [(f["code"], f["subject"]) for f in alone["stop"]] == [("owner_does_not_parse", "sales")]
