@@ -279,68 +279,75 @@ def _gained(moved, target):
     return set(moved or [])
 
 
-def _old_owners(moved, target):
-    """``{dag_id: old owner or None}`` of the DAGs that move to *target* (None when the plan does
-    not say, as with a plain list)."""
+def _old_owners(moved, gained):
+    """``{dag_id: old owner or None}`` of the *gained* DAG ids (:func:`_gained` without ``@default``;
+    None when the plan does not say, as with a plain list of DAG ids)."""
     if isinstance(moved, dict):
-        return dict((k, v.get("from") if isinstance(v, dict) else None) for k, v in moved.items()
-                    if k in _gained(moved, target))
-    return dict((k, None) for k in moved or [])
+        return dict((k, v.get("from") if isinstance(v, dict) else None) for k, v in moved.items() if k in gained)
+    return dict((k, None) for k in gained)
 
 
-def _code(dag):
+def _parsed(answer, dag_id):
+    """The DAG's entry in what an installation answered, or None (not read, no answer, not parsed)."""
+    dag = ((answer or {}).get("dags") or {}).get(dag_id) if isinstance(answer, dict) else None
+    return dag if isinstance(dag, dict) else None
+
+
+def _version_text(dag):
     return "bundle %s at version %s" % (dag.get("bundle") or "?", dag.get("version") or "none (not versioned)")
+
+
+def _broken_file(target, airflow, dag_id, sources):
+    """``dag_file_broken`` for *dag_id* when the new owner fails to import its file, or None.
+
+    Listed there, it would run its last good version; not listed (Airflow 3.3 marks the DAGs of a
+    file that fails to import stale), its file is known from an old owner in *sources* that parses it.
+    """
+    dag, what = _parsed(airflow, dag_id), "its file %s (bundle %s)"
+    if dag is None:
+        known = [(name, _parsed(answer, dag_id)) for name, answer in sorted((sources or {}).items()) if name != target]
+        known = [(name, entry) for name, entry in known if entry is not None]
+        if not known:
+            return None  # owner_does_not_parse says so
+        what = "%%s, its file on %s (bundle %%s), and so does not list it" % known[0][0]
+        dag = known[0][1]
+    for error in airflow.get("import_errors") or []:
+        if dag.get("file") and error.get("filename") == dag["file"] and error.get("bundle") in (None, dag.get("bundle")):
+            return _finding("dag_file_broken", dag_id, "%s fails to import %s: %s" % (
+                target, what % (dag["file"], dag.get("bundle") or "?"), " ".join(error.get("error") or []) or "import error"))
+    return None
 
 
 def _code_findings(target, airflow, old_owners, sources):
     """The moved DAGs' code on the new owner: ``(findings, notes)``.
 
-    A moved DAG whose file the new owner fails to import is ``dag_file_broken``: listed there, it
-    would run its last good version; not listed (Airflow 3.3 marks the DAGs of a file that fails to
-    import stale), its file is known from an old owner that parses it.  One the new owner parses at
-    another bundle or bundle version than its old owner (read into *sources*, ``{name: read_installation() data, {"error": msg} or None}``) is
-    ``version_differs``.  An old owner that was not read or did not answer is a note: the versions
-    are compared only where both answered.  *sources* None: no comparison, no note.
+    A moved DAG whose file the new owner fails to import is ``dag_file_broken`` (:func:`_broken_file`).
+    One the new owner parses at another bundle or bundle version than its old owner (read into
+    *sources*, ``{name: read_installation() data, {"error": msg} or None}``) is ``version_differs``.
+    An old owner that was not read or did not answer is a note: the versions are compared only where
+    both answered.  *sources* None: no comparison, no note.
     """
     findings, notes = [], []
-    dags = airflow.get("dags") or {}
-    errors = airflow.get("import_errors") or []
     for dag_id, old in sorted(old_owners.items()):
-        if dag_id == placement.DEFAULT_KEY:
-            continue
-        dag = dags.get(dag_id)
-        what = "its file %s (bundle %s)"
-        if not isinstance(dag, dict):
-            # not listed there: owner_does_not_parse says so, unless an old owner names its file
-            known = [(name, s["dags"][dag_id]) for name, s in sorted((sources or {}).items())
-                     if name != target and isinstance(s, dict) and isinstance((s.get("dags") or {}).get(dag_id), dict)]
-            if not known:
-                continue
-            what = "%%s, its file on %s (bundle %%s), and so does not list it" % known[0][0]
-            dag = known[0][1]
-        for error in errors:
-            if dag.get("file") and error.get("filename") == dag["file"] and error.get("bundle") in (None, dag.get("bundle")):
-                findings.append(_finding("dag_file_broken", dag_id, "%s fails to import %s: %s" % (
-                    target, what % (dag["file"], dag.get("bundle") or "?"),
-                    " ".join(error.get("error") or []) or "import error")))
-                break
-        if sources is None or dag_id not in dags:
+        broken = _broken_file(target, airflow, dag_id, sources)
+        if broken:
+            findings.append(broken)
+        dag = _parsed(airflow, dag_id)
+        if sources is None or dag is None:
             continue
         for name in [old] if old else sorted(sources):
             if name == target:
                 continue
-            source = sources.get(name)
+            source, theirs = sources.get(name), _parsed(sources.get(name), dag_id)
             if source is None:
                 notes.append("%s was not read: bundle versions not compared with it" % name)
             elif source.get("error"):
                 notes.append("%s did not answer (%s): bundle versions not compared with it" % (name, source["error"]))
-            elif not isinstance((source.get("dags") or {}).get(dag_id), dict):
+            elif theirs is None:
                 notes.append("%s does not parse %s: its bundle version not compared" % (name, dag_id))
-            else:
-                theirs = source["dags"][dag_id]
-                if (theirs.get("bundle"), theirs.get("version")) != (dag.get("bundle"), dag.get("version")):
-                    findings.append(_finding("version_differs", dag_id, "%s parses it from %s, %s (its old owner) from %s"
-                                             % (target, _code(dag), name, _code(theirs))))
+            elif (theirs.get("bundle"), theirs.get("version")) != (dag.get("bundle"), dag.get("version")):
+                findings.append(_finding("version_differs", dag_id, "%s parses it from %s, %s (its old owner) from %s"
+                                         % (target, _version_text(dag), name, _version_text(theirs))))
     return findings, sorted(set(notes))
 
 
@@ -395,7 +402,7 @@ def preflight(after, target, moved, airflow, role="", sources=None):
         shown = set(f["subject"] for f in keep if f["code"] == "owner_does_not_parse")
         for dag_id in sorted(gained - parsed - shown):
             keep.append(_finding("owner_does_not_parse", dag_id, "%s would own it and does not parse it" % target))
-        code, notes = _code_findings(target, airflow, _old_owners(moved, target), sources)
+        code, notes = _code_findings(target, airflow, _old_owners(moved, gained), sources)
         broken = set(f["subject"] for f in code if f["code"] == "dag_file_broken")
         # a DAG not listed because its file fails to import: the import error says why
         keep = [f for f in keep if not (f["code"] == "owner_does_not_parse" and f["subject"] in broken)] + code
