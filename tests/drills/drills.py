@@ -67,6 +67,7 @@ class Fleet(object):
         self.start = parse(open(config["start_file"]).read().strip())
         self._tokens = {}
         self.timings = []
+        self.drain_retries = 0
 
     # ------------------------------------------------------------------ Airflow's REST API
     def api(self, name, method, path, body=None):
@@ -155,6 +156,13 @@ class Fleet(object):
     def failover(self, expect_rc=0, **extra):
         extra = dict(("failover_" + k, v) for k, v in extra.items())
         rc, output, _killed = self.playbook("failover.yml", extra)
+        if rc == 2 and "Nothing was granted yet: run failover.yml again to wait longer" in output:
+            # The old owner's runs did not end within the drain timeout. Do what the message tells an
+            # operator (run it again), once, and show what the fleet looked like first.
+            log("the drain timed out; the fleet now:\n%s\nrunning failover.yml again, as its message says"
+                % self.diagnose()[0])
+            self.drain_retries += 1
+            rc, output, _killed = self.playbook("failover.yml", extra)
         if expect_rc is not None and rc != expect_rc:
             raise DrillFailed("failover.yml %s ended %s:\n%s" % (extra, rc, output[-6000:]))
         return output
@@ -210,6 +218,42 @@ class Fleet(object):
                     subprocess.run(shlex.split(line[len(prefix):]), env=env, check=True, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.STDOUT, timeout=900)
         log("%s started as at boot (fenced)" % name)
+
+    def diagnose(self):
+        """What each installation looked like when a drill failed: ``(summary, logs)``.
+
+        The summary holds its containers and the last runs of every drill DAG with their task
+        states; the logs the end of each scheduler's log. Both are also written to log_dir.
+        """
+        lines, logs = [], []
+        for name, inst in sorted(self.installations.items()):
+            env = dict(os.environ, **inst.get("env", {}))
+            label = "label=io.podman.compose.project=%s" % inst["project"]
+            states = subprocess.run(["podman", "ps", "-a", "--filter", label, "--format", "{{.Names}} {{.Status}}"],
+                                    env=env, capture_output=True, text=True, timeout=60, check=False).stdout
+            lines.append("--- %s containers: %s" % (name, "; ".join(states.splitlines())))
+            for dag_id in sorted(PERIODS):
+                try:
+                    dag = self.api(name, "GET", "/dags/%s" % dag_id)
+                    runs = self.api(name, "GET", "/dags/%s/dagRuns?order_by=-run_after&limit=4" % dag_id)["dag_runs"]
+                    shown = []
+                    for run in runs:
+                        tis = self.api(name, "GET", "/dags/%s/dagRuns/%s/taskInstances" % (dag_id, run["dag_run_id"]))
+                        shown.append("%s %s [%s]" % (run["dag_run_id"], run["state"], ", ".join(
+                            "%s try %s" % (ti["state"], ti.get("try_number")) for ti in tis["task_instances"])))
+                    lines.append("--- %s %s paused=%s: %s" % (name, dag_id, dag.get("is_paused"), " | ".join(shown)))
+                except Exception as exc:  # pylint: disable=broad-except
+                    lines.append("--- %s %s: not readable (%s)" % (name, dag_id, exc))
+            ctl = os.path.join(inst["dir"], "bin", "airflow-ctl")
+            tail = subprocess.run([ctl, "logs", "airflow-scheduler", "60"], env=env, capture_output=True, text=True,
+                                  timeout=120, check=False)
+            logs.append("--- %s scheduler log (last 60 lines):\n%s" % (name, (tail.stdout + tail.stderr).strip()))
+        summary, details = "\n".join(lines), "\n".join(logs)
+        if self.config.get("log_dir"):
+            os.makedirs(self.config["log_dir"], exist_ok=True)
+            with open(os.path.join(self.config["log_dir"], "diagnosis.txt"), "w") as handle:
+                handle.write(summary + "\n" + details + "\n")
+        return summary, details
 
     def fenced(self, name):
         return os.path.exists(os.path.join(self.installations[name]["dir"], "placement", "fence"))
@@ -389,7 +433,7 @@ def main(argv=None):
     with open(args.config) as handle:
         fleet = Fleet(json.load(handle))
     drills = Drills(fleet)
-    failed = []
+    failed, diagnosis = [], ("", "")
     for name in args.only or Drills.ALL:
         log("=== drill: %s" % name)
         try:
@@ -397,11 +441,17 @@ def main(argv=None):
         except (DrillFailed, subprocess.CalledProcessError, OSError) as exc:
             failed.append("%s: %s" % (name, exc))
             log("DRILL FAILED: %s: %s" % (name, str(exc)[-3000:]))
+            try:
+                diagnosis = fleet.diagnose()
+                log("the fleet when the drill failed:\n" + diagnosis[1])
+            except Exception as diag:  # pylint: disable=broad-except
+                diagnosis = ("no diagnosis: %s" % diag, "")
             break  # the fleet is in an unknown state: later drills would only add noise
     table = drills.table()
     print("\n" + table + "\n")
     for name, extra, seconds, rc in fleet.timings:
         print("timing: %s %s %.1f s rc=%s" % (name, json.dumps(extra or {}, sort_keys=True), seconds, rc))
+    print("failovers run again after a drain timeout: %d" % fleet.drain_retries)
     if args.table:
         with open(args.table, "w") as handle:
             handle.write(table + "\n")
@@ -410,6 +460,8 @@ def main(argv=None):
         print("NOT EXACTLY ONCE: %s %s twice=%s never=%s" % (row["drill"], row["dag"], row["twice"], row["never"]))
     for message in failed:
         print("FAILED: %s" % message[-3000:])
+    if failed:
+        print("THE FLEET WHEN IT FAILED (runs newest first):\n" + diagnosis[0])
     return 1 if bad or failed else 0
 
 
