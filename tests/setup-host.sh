@@ -6,7 +6,8 @@
 #  1. The container engines through the airflow_server role's own package lists
 #     (tests/setup-host.yml): Podman with the DNS component of its network backend and
 #     podman-compose; Docker (docker.io) unless --engine podman.
-#  2. What only the tests need: debootstrap (local images), systemd-analyze and, unless --site,
+#  2. What only the tests need: debootstrap (local images), systemd-analyze, git (the local DAG
+#     repositories of `make site` and the tests, tests/dag-repo.sh) and, unless --site,
 #     Debian's chromium (the fleet status page is rendered headless and its screenshot checked).
 #  3. Docker Compose v2 for the docker Molecule scenario: Debian 12 has only docker-compose 1.29,
 #     so the docker-compose 2.x package of Debian 13 (trixie) is downloaded through a
@@ -19,7 +20,7 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="$REPO/.cache/setup-host"
-TEST_PACKAGES=(debootstrap systemd)
+TEST_PACKAGES=(debootstrap systemd git)
 BROWSER_PACKAGES=(chromium)
 COMPOSE_PLUGIN=/usr/local/lib/docker/cli-plugins/docker-compose
 COMPOSE_SUITE=trixie

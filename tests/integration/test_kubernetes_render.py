@@ -361,6 +361,14 @@ def test_everything(rendered):
     assert config["AIRFLOW__CORE__PARALLELISM"] == "64"
     assert config["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] == "False"
     assert config["AIRFLOW__CORE__DAGS_FOLDER"] == "/opt/airflow/dags/current/dags"
+    assert json.loads(config["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"]) == [
+        {"name": "dags", "classpath": "airflow.providers.git.bundles.git.GitDagBundle",
+         "kwargs": {"repo_url": "https://git.example.invalid/data/airflow-dags.git", "tracking_ref": "main",
+                    "subdir": "dags", "refresh_interval": 120, "git_conn_id": "git_dags"}},
+        {"name": "dags-folder", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+         "kwargs": {"path": "/opt/airflow/dags/current/dags"}}]
+    assert "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST" not in kp.find(
+        rendered["defaults"].docs(), "ConfigMap", "failback-airflow-config")[0]["data"]
     assert {"name": "TZ", "value": "Europe/Oslo"} in worker["spec"]["containers"][0]["env"]
     assert kp.find(docs, "Service", "af-api-server")[0]["spec"]["type"] == "NodePort"
     assert not kp.find(docs, "Role", "af-pod-log-reader")
@@ -603,7 +611,18 @@ BAD = [
     ({"airflow_kubernetes_database": "external"}, "airflow_credentials_database_url"),
     ({"airflow_credentials_database_url": "postgresql://a:b@c/d"}, "airflow_kubernetes_database=external"),
     ({"airflow_kubernetes_failover_inflight": "kill"}, "kill"),
+    ({"airflow_dag_bundles": [{"name": "dags", "repo_url": "file:///srv/git/dags.git"}]}, "pods cannot read it"),
+    ({"airflow_dag_bundles": [{"name": "dags", "repo_url": "https://bot:tok3n@git.example.invalid/d.git"}]},
+     "carries a credential"),
+    ({"airflow_dag_bundles": [{"name": "dags", "conn_id": "git_nope"}]}, "git_nope"),
 ]
+
+
+def test_a_bundle_url_with_a_token_is_refused_without_showing_it(tmp_path):
+    run = render("defaults", tmp_path, {"airflow_dag_bundles": [
+        {"name": "dags", "repo_url": "https://bot:canary-url-token-9d2f@git.example.invalid/d.git"}]})
+    assert run.rc != 0 and "airflow_dag_bundles[0] (dags)" in run.text(), run
+    assert "canary-url-token-9d2f" not in run.text(), run
 
 
 @pytest.mark.parametrize("extra,message", BAD, ids=[m for _e, m in BAD])

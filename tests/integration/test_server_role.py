@@ -7,6 +7,7 @@ The real installations run in the Molecule scenarios (extensions/molecule/podman
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import textwrap
@@ -50,6 +51,13 @@ def _failure_messages(run):
          "without secret values (offending keys: AIRFLOW__CORE__FERNET_KEY)"),
         ({"airflow_server_build_pip_packages": ["ok==1", "bad; rm -rf /"]},
          "must be a list of pip requirement specifiers"),
+        ({"airflow_dag_bundles": [{"name": "dags", "repo_url": "https://bot:tok@git.example.com/d.git"}]},
+         "airflow_dag_bundles[0] (dags): repo_url https://***@git.example.com/d.git carries a credential"),
+        ({"airflow_dag_bundles": [{"name": "dags", "repo_url": "/srv/d.git", "branch": "main"}]},
+         "unknown key(s) branch for a git bundle"),
+        ({"airflow_server_remote_logging": True, "airflow_server_remote_log_folder": "/var/log/airflow",
+          "airflow_server_remote_log_conn_id": "task_logs"},
+         "Remote logging needs airflow_server_remote_log_folder as s3://BUCKET/PREFIX (now /var/log/airflow)"),
     ],
 )
 def test_bad_settings_fail_before_anything_is_written(tmp_path, playbook, extra, expected):
@@ -107,6 +115,10 @@ RENDER = """
         airflow_server_postgres_enabled: "{{{{ item.1.postgres | default(true) }}}}"
         _airflow_server_socket_group_add: "{{{{ item.1.group_add | default([]) }}}}"
         _airflow_server_image_ids: "{{{{ item.1.image_ids | default(default_image_ids) }}}}"
+        airflow_server_dag_bundles: "{{{{ item.1.bundles | default([]) }}}}"
+        airflow_server_remote_logging: "{{{{ item.1.remote_logging | default(false) }}}}"
+        airflow_server_remote_log_folder: s3://fleet-logs/fleet
+        airflow_server_remote_log_conn_id: task_logs
       loop: "{{{{ ['compose.yaml.j2', 'airflow.service.j2', 'airflow-ctl.sh.j2'] | product(variants) | list }}}}"
       loop_control:
         label: "{{{{ item.1.name }}}} {{{{ item.0 }}}}"
@@ -120,6 +132,9 @@ VARIANTS = [
                                        "localhost/failback/postgres:15": "sha256:ppp"}},
     {"name": "guard", "guard": "g2"},
     {"name": "docker", "engine": "docker", "postgres": False, "group_add": [998]},
+    {"name": "bundles", "remote_logging": True, "bundles": [
+        {"name": "dags", "repo_url": "file:///srv/git/dags.git", "subdir": "dags", "refresh_interval": 30},
+        {"name": "dags-folder", "type": "local"}]},
 ]
 
 
@@ -193,6 +208,35 @@ def test_rendered_project(rendered):
     assert "postgres" not in docker
     assert docker["airflow-scheduler"]["group_add"] == ["998"]
     assert "/var/run/docker.sock:/var/run/docker.sock" in docker["airflow-scheduler"]["volumes"]
+
+
+def test_rendered_bundles_and_remote_logs(rendered):
+    out = rendered
+    base = _load(out / "base-compose.yaml")["services"]
+    services = _load(out / "bundles-compose.yaml")["services"]
+    for name in ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"):
+        env, volumes = services[name]["environment"], services[name]["volumes"]
+        assert json.loads(env["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"]) == [
+            {"name": "dags", "classpath": "airflow.providers.git.bundles.git.GitDagBundle",
+             "kwargs": {"repo_url": "file:///srv/git/dags.git", "tracking_ref": "main", "subdir": "dags",
+                        "refresh_interval": 30}},
+            {"name": "dags-folder", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+             "kwargs": {"path": "/opt/airflow/dags"}}], name
+        assert env["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH"] == "/opt/airflow/bundles/storage"
+        assert env["GIT_CONFIG_GLOBAL"] == "/opt/airflow/bundles/git/gitconfig"
+        assert env["AIRFLOW__LOGGING__REMOTE_LOGGING"] == "True"
+        assert env["AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER"] == "s3://fleet-logs/fleet"
+        assert env["AIRFLOW__LOGGING__REMOTE_LOG_CONN_ID"] == "task_logs"
+        # the clones are shared and writable; the repository on the server and git's settings read-only
+        assert str(out / "install" / "bundles" / "storage") + ":/opt/airflow/bundles/storage" in volumes, volumes
+        assert str(out / "install" / "bundles" / "git") + ":/opt/airflow/bundles/git:ro" in volumes, volumes
+        assert "/srv/git/dags.git:/srv/git/dags.git:ro" in volumes, volumes
+        for key in ("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", "AIRFLOW__LOGGING__REMOTE_LOGGING", "GIT_CONFIG_GLOBAL"):
+            assert key not in base[name]["environment"], key
+        assert not [v for v in base[name]["volumes"] if "bundles" in v]
+    # new bundles recreate every Airflow service, not the database
+    changed = _hashes({"services": services})
+    assert [s for s in services if changed[s] != _hashes({"services": base})[s]] == [s for s in services if s != "postgres"]
 
 
 def test_rendered_unit_and_control_script(rendered):

@@ -1,0 +1,207 @@
+"""Git DAG bundles as the roles configure them, used by real Airflow 3 (the Git provider).
+
+A bare repository is served by ``git daemon`` on 127.0.0.1. Two Airflow homes ("server-1" and
+"server-2", sqlite) get the environment the airflow_server role gives its containers for the
+fleet's ``airflow_dag_bundles`` - Airflow's bundle list from the collection's
+``dag_bundle_config`` filter, rendered by Ansible. Both parse the repository's commit; a new
+commit reaches both at their next refresh; a run records the commit it was created at and its task
+runs that commit's code even after a newer commit was parsed (a scheduler and an API server on
+127.0.0.1 execute it).
+Run with .venv-airflow (see Makefile: test-airflow).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from failback_ansible import REPO, run_playbook
+
+AIRFLOW = os.path.join(os.path.dirname(sys.executable), "airflow")
+DAG_FILE = os.path.join(REPO, "tests", "dags", "bundle", "failback_bundle_hello.py")
+DAG_ID = "failback_bundle_hello"
+DAG_REPO = os.path.join(REPO, "tests", "dag-repo.sh")
+TIMEOUT = 300
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_port(port, proc, what, timeout=90):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail("%s ended (rc %s) before it listened on %d" % (what, proc.returncode, port))
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.3)
+    pytest.fail("%s did not listen on 127.0.0.1:%d within %d s" % (what, port, timeout))
+
+
+def _stop(proc):
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=20)
+
+
+def _git_commit(repo, version):
+    """Commit version *version* of the DAG file; return the new commit."""
+    source = open(DAG_FILE).read()
+    assert 'CODE_VERSION = "1"' in source
+    changed = os.path.join(os.path.dirname(repo), "v%d" % version, os.path.basename(DAG_FILE))
+    os.makedirs(os.path.dirname(changed), exist_ok=True)
+    with open(changed, "w") as handle:
+        handle.write(source.replace('CODE_VERSION = "1"', 'CODE_VERSION = "%d"' % version))
+    proc = subprocess.run(["bash", DAG_REPO, "commit", repo, changed], capture_output=True, text=True, timeout=60,
+                          check=True)
+    return proc.stdout.split()[-1]
+
+
+@pytest.fixture(scope="module")
+def git_server(tmp_path_factory):
+    """A bare repository with the DAG, served read-only by git daemon on 127.0.0.1."""
+    if not shutil.which("git"):
+        pytest.fail("git is not installed (tests/setup-host.sh installs it)")
+    base = str(tmp_path_factory.mktemp("git"))
+    repo = os.path.join(base, "dags.git")
+    first = subprocess.run(["bash", DAG_REPO, "create", repo, DAG_FILE], capture_output=True, text=True, timeout=60,
+                           check=True).stdout.split()[-1]
+    port = _free_port()
+    log = open(os.path.join(base, "daemon.log"), "w")
+    proc = subprocess.Popen(["git", "daemon", "--reuseaddr", "--listen=127.0.0.1", "--port=%d" % port,
+                             "--base-path=" + base, "--export-all", base], stdout=log, stderr=subprocess.STDOUT)
+    _wait_port(port, proc, "git daemon")
+    yield {"repo": repo, "url": "git://127.0.0.1:%d/dags.git" % port, "first": first}
+    _stop(proc)
+    log.close()
+
+
+def _bundle_env(tmp_path, url):
+    """The bundle settings the airflow_server role puts in every container's environment."""
+    playbook = tmp_path / "bundle_env.yml"
+    playbook.write_text(
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+        "    - ansible.builtin.debug:\n"
+        "        msg: \"{{ airflow_dag_bundles | failback.airflow.dag_bundle_config | to_json }}\"\n")
+    bundles = [{"name": "dags", "repo_url": url, "tracking_ref": "main", "subdir": "dags", "refresh_interval": 0}]
+    run = run_playbook(str(playbook), "localhost,", extra_vars={"airflow_dag_bundles": bundles})
+    assert run.rc == 0, run
+    [hosts] = run.results("debug")
+    config = hosts["localhost"]["msg"]
+    assert json.loads(config)[0]["classpath"] == "airflow.providers.git.bundles.git.GitDagBundle"
+    return config
+
+
+class Home(object):
+    """One Airflow installation: its own AIRFLOW_HOME, sqlite database and bundle clones."""
+
+    def __init__(self, root, name, bundle_config):
+        self.name = name
+        self.home = os.path.join(root, name)
+        os.makedirs(self.home)
+        self.env = dict((k, v) for k, v in os.environ.items() if not k.startswith(("FAILBACK_", "AIRFLOW")))
+        self.env.update(
+            AIRFLOW_HOME=self.home,
+            AIRFLOW__CORE__LOAD_EXAMPLES="False",
+            AIRFLOW__CORE__UNIT_TEST_MODE="False",
+            AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
+            AIRFLOW__API_AUTH__JWT_SECRET="failback-bundle-test-jwt-secret-0123456789",
+            AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST=bundle_config,
+            AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH=os.path.join(self.home, "bundles"),
+        )
+        self.database = os.path.join(self.home, "airflow.db")
+        self.airflow("db", "migrate")
+
+    def airflow(self, *args, timeout=TIMEOUT):
+        proc = subprocess.run([AIRFLOW] + list(args), env=self.env, capture_output=True, text=True, timeout=timeout,
+                              check=False)
+        assert proc.returncode == 0, "%s: airflow %s\n%s" % (self.name, " ".join(args), (proc.stdout + proc.stderr)[-6000:])
+        return proc
+
+    def parse(self):
+        """One pass of the DAG processor: refresh the bundles, parse their files."""
+        return self.airflow("dag-processor", "--num-runs", "1")
+
+    def query(self, sql, *args):
+        with sqlite3.connect(self.database) as db:
+            return db.execute(sql, args).fetchall()
+
+    def parsed(self):
+        return dict((row[0], row[1:]) for row in self.query("SELECT dag_id, bundle_name, bundle_version FROM dag"))
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory, git_server):
+    root = tmp_path_factory.mktemp("bundle_fleet")
+    config = _bundle_env(root, git_server["url"])
+    return [Home(str(root), name, config) for name in ("server-1", "server-2")]
+
+
+def test_both_installations_follow_the_repository_without_ansible(git_server, fleet):
+    for home in fleet:
+        home.parse()
+        assert home.parsed() == {DAG_ID: ("dags", git_server["first"])}, home.name
+    second = _git_commit(git_server["repo"], 2)
+    assert second != git_server["first"]
+    for home in fleet:
+        home.parse()
+        assert home.parsed() == {DAG_ID: ("dags", second)}, home.name
+        [(code,)] = home.query("SELECT source_code FROM dag_code WHERE dag_id = ? ORDER BY last_updated DESC LIMIT 1",
+                               DAG_ID)
+        assert 'CODE_VERSION = "2"' in code, home.name
+
+
+def test_a_run_records_its_commit_and_runs_that_code_after_a_newer_commit(git_server, fleet):
+    home = fleet[0]
+    third = _git_commit(git_server["repo"], 3)
+    home.parse()
+    assert home.parsed()[DAG_ID] == ("dags", third)
+    home.airflow("dags", "trigger", DAG_ID, "--run-id", "bundle-v3")
+    # A newer commit parsed before the run's task starts: the task still runs its run's commit.
+    fourth = _git_commit(git_server["repo"], 4)
+    home.parse()
+    assert home.parsed()[DAG_ID] == ("dags", fourth)
+    port = _free_port()
+    env = dict(home.env, AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://127.0.0.1:%d/execution/" % port)
+    logs = [open(os.path.join(home.home, name + ".out"), "w") for name in ("api-server", "scheduler")]
+    api = subprocess.Popen([AIRFLOW, "api-server", "--host", "127.0.0.1", "--port", str(port)], env=env,
+                           stdout=logs[0], stderr=subprocess.STDOUT)
+    scheduler = None
+    try:
+        _wait_port(port, api, "airflow api-server")
+        scheduler = subprocess.Popen([AIRFLOW, "scheduler"], env=env, stdout=logs[1], stderr=subprocess.STDOUT)
+        deadline, state = time.monotonic() + 180, None
+        while time.monotonic() < deadline:
+            [(state, version)] = home.query("SELECT state, bundle_version FROM dag_run WHERE run_id = 'bundle-v3'")
+            if state in ("success", "failed"):
+                break
+            time.sleep(2)
+    finally:
+        for proc in (scheduler, api):
+            if proc is not None:
+                _stop(proc)
+        for log in logs:
+            log.close()
+    assert (state, version) == ("success", third), open(os.path.join(home.home, "scheduler.out")).read()[-4000:]
+    task_logs = []
+    for folder, _dirs, files in os.walk(os.path.join(home.home, "logs", "dag_id=" + DAG_ID, "run_id=bundle-v3")):
+        task_logs.extend(open(os.path.join(folder, name)).read() for name in files)
+    assert any("failback_bundle_hello code version 3" in text for text in task_logs), task_logs
+    assert not any("code version 4" in text for text in task_logs), task_logs
