@@ -43,3 +43,20 @@ def test_internal_variables_are_marked(role):
         pytest.skip("no vars/main.yml")
     for name in _load(role, "vars", "main.yml"):
         assert name.startswith("_" + role + "_"), "internal variable %s must start with _%s_" % (name, role)
+
+
+def test_ansible_managed_only_in_templates():
+    """ansible-core 2.19 defines ansible_managed for the template module only: a task that uses it
+    (copy content, say) fails with 'ansible_managed is undefined' - on the hosts where it runs."""
+    found = []
+    for top in ("roles", "playbooks"):
+        for folder, _dirs, files in os.walk(os.path.join(os.path.dirname(ROLES), top)):
+            if os.sep + "templates" in folder:
+                continue
+            for name in files:
+                if name.endswith((".yml", ".yaml")):
+                    path = os.path.join(folder, name)
+                    with open(path) as handle:
+                        if "ansible_managed" in handle.read():
+                            found.append(os.path.relpath(path, os.path.dirname(ROLES)))
+    assert not found, found
