@@ -12,6 +12,8 @@ Run with .venv-airflow (see Makefile: test-airflow).
 
 from __future__ import annotations
 
+import base64
+import http.server
 import json
 import os
 import shutil
@@ -19,17 +21,22 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
 from failback_ansible import REPO, run_playbook
 
+sys.path.insert(0, os.path.join(REPO, "plugins", "module_utils"))
+import dag_bundles  # noqa: E402  pylint: disable=wrong-import-position
+
 AIRFLOW = os.path.join(os.path.dirname(sys.executable), "airflow")
 DAG_FILE = os.path.join(REPO, "tests", "dags", "bundle", "failback_bundle_hello.py")
 DAG_ID = "failback_bundle_hello"
 DAG_REPO = os.path.join(REPO, "tests", "dag-repo.sh")
 TIMEOUT = 300
+TOKEN = "glpat-canary-git-token-4b7e9d"
 
 
 def _free_port():
@@ -205,3 +212,86 @@ def test_a_run_records_its_commit_and_runs_that_code_after_a_newer_commit(git_se
         task_logs.extend(open(os.path.join(folder, name)).read() for name in files)
     assert any("failback_bundle_hello code version 3" in text for text in task_logs), task_logs
     assert not any("code version 4" in text for text in task_logs), task_logs
+
+
+# --------------------------------------------------------------------------- a token over HTTP
+
+
+class _GitHttp(http.server.BaseHTTPRequestHandler):
+    """Git's smart HTTP protocol (git http-backend as CGI) behind HTTP basic auth: user fleet, TOKEN."""
+
+    root = None
+    seen = []
+
+    def log_message(self, *_args):  # quiet
+        pass
+
+    def _serve(self):
+        expected = "Basic " + base64.b64encode(("fleet:" + TOKEN).encode()).decode()
+        self.seen.append(self.headers.get("Authorization") == expected)
+        if self.headers.get("Authorization") != expected:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="dags"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        path, _, query = self.path.partition("?")
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) if self.command == "POST" else b""
+        env = dict(os.environ, GIT_PROJECT_ROOT=self.root, GIT_HTTP_EXPORT_ALL="1", PATH_INFO=path,
+                   QUERY_STRING=query, REQUEST_METHOD=self.command, REMOTE_USER="fleet", REMOTE_ADDR="127.0.0.1",
+                   CONTENT_TYPE=self.headers.get("Content-Type") or "", CONTENT_LENGTH=str(len(body)),
+                   HTTP_CONTENT_ENCODING=self.headers.get("Content-Encoding") or "")
+        out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True, timeout=60,
+                             check=False).stdout
+        head, _, payload = out.partition(b"\r\n\r\n") if b"\r\n\r\n" in out else out.partition(b"\n\n")
+        headers = [line.split(":", 1) for line in head.decode().splitlines() if ":" in line]
+        status = dict((k.strip().lower(), v.strip()) for k, v in headers).get("status", "200 OK")
+        self.send_response(int(status.split()[0]))
+        for key, value in headers:
+            if key.strip().lower() != "status":
+                self.send_header(key.strip(), value.strip())
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = _serve
+    do_POST = _serve
+
+
+@pytest.fixture(scope="module")
+def http_git_server(git_server):
+    """The same repository over HTTP on 127.0.0.1, readable with the token only."""
+    _GitHttp.root = os.path.dirname(git_server["repo"])
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _GitHttp)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield "http://127.0.0.1:%d/dags.git" % server.server_address[1]
+    server.shutdown()
+    thread.join(timeout=30)
+
+
+def _connection_home(root, name, url, token):
+    """An installation whose bundle names only a git connection (repo_url from its host, the token its password)."""
+    home = Home(str(root), name, json.dumps(dag_bundles.config_list([{"name": "dags", "conn_id": "git_dags",
+                                                                      "subdir": "dags"}])))
+    home.env["AIRFLOW_CONN_GIT_DAGS"] = json.dumps({"conn_type": "git", "host": url, "login": "fleet",
+                                                    "password": token})
+    return home
+
+
+def test_a_token_in_the_git_connection_reaches_an_http_repository_and_shows_nowhere(tmp_path, git_server,
+                                                                                 http_git_server):
+    head = subprocess.run(["git", "--git-dir", git_server["repo"], "rev-parse", "main"], capture_output=True, text=True,
+                          check=True, timeout=30).stdout.strip()
+    home = _connection_home(tmp_path, "with-token", http_git_server, TOKEN)
+    proc = home.parse()
+    assert home.parsed() == {DAG_ID: ("dags", head)}
+    assert any(_GitHttp.seen), "the repository was never asked with the token"
+    shown = [proc.stdout, proc.stderr]
+    for folder, _dirs, files in os.walk(os.path.join(home.home, "logs")):
+        shown.extend(open(os.path.join(folder, name), errors="replace").read() for name in files)
+    assert not [text for text in shown if TOKEN in text]
+
+    wrong = _connection_home(tmp_path, "wrong-token", http_git_server, "not-the-token")
+    wrong.parse()
+    assert wrong.parsed() == {}, "a repository behind HTTP auth was read with a wrong token"
