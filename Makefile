@@ -14,6 +14,8 @@ AIRFLOW_BIN   := $(CURDIR)/$(VENV_AIRFLOW)/bin
 COLLECTION    := .collections/ansible_collections/failback/airflow
 SANITY_ROOT   := .build/sanity/ansible_collections/failback/airflow
 INVENTORY     ?= inventories/local/hosts.yml
+# The local fleet's DAG bundle (inventories/local/group_vars/airflow_installations.yml).
+LOCAL_DAG_REPO := /opt/failback-airflow/git/dags.git
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 
@@ -58,8 +60,9 @@ setup: $(VENV)/.stamp $(COLLECTION)
 site: setup
 	@start=$$SECONDS; echo "[make site] 1/3 host packages: Podman and its network DNS through the airflow_server role, debootstrap"; \
 		bash tests/setup-host.sh --engine podman --no-images --site; \
-		echo "[make site] 2/3 local images (tests/images/build.sh; about 3 minutes the first time)"; \
+		echo "[make site] 2/3 local images (tests/images/build.sh; about 3 minutes the first time) and the DAG repository"; \
 		bash tests/images/build.sh; \
+		bash tests/dag-repo.sh create $(LOCAL_DAG_REPO) tests/dags/failback_hello.py; \
 		echo "[make site] 3/3 installations of $(INVENTORY) (playbooks/site.yml; about 2 minutes the first time)"; \
 		stage=$$SECONDS; $(BIN)/ansible-playbook -i $(INVENTORY) playbooks/site.yml; \
 		echo "[make site] installations ready in $$((SECONDS - stage)) s; done in $$((SECONDS - start)) s"
@@ -90,7 +93,9 @@ sanity: setup $(VENV_SANITY)/.stamp
 unit: setup
 	$(BIN)/python -m pytest -q -n 2 tests/unit
 
+# The Git DAG bundle tests serve a repository with git daemon (Debian's git).
 test-airflow: setup $(VENV_AIRFLOW)/.stamp
+	command -v git >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq git >/dev/null)
 	$(AIRFLOW_BIN)/python -m pytest -q -n 2 tests/airflow
 
 integration: setup host-setup $(VENV_AIRFLOW)/.stamp
