@@ -19,7 +19,7 @@ LOCAL_DAG_REPO := /opt/failback-airflow/git/dags.git
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 
-MOLECULE_SCENARIOS ?= podman docker+drills kubernetes
+MOLECULE_SCENARIOS ?= podman+drills docker kubernetes
 
 .PHONY: help setup host-setup site test lint sanity unit test-airflow integration molecule bench changelog clean
 
@@ -107,8 +107,9 @@ host-setup: setup
 
 # Collection-level Molecule scenarios in extensions/molecule, run by tests/molecule.sh: one step
 # after the other; `a+b` runs two scenarios at the same time (the drills mostly wait for
-# scheduled intervals, so they run beside the Docker scenario). The kubernetes scenario needs a
-# real cluster: without KUBECONFIG it is reported as skipped, never as passed.
+# scheduled intervals, so they run beside the Podman scenario, which shares no port, directory,
+# project or unit with them). The kubernetes scenario needs a real cluster: without KUBECONFIG it
+# is reported as skipped, never as passed.
 molecule: setup host-setup
 	bash tests/molecule.sh $(MOLECULE_SCENARIOS)
 
