@@ -235,7 +235,7 @@ class _GitHttp(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        path, _, query = self.path.partition("?")
+        path, _sep, query = self.path.partition("?")
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) if self.command == "POST" else b""
         env = dict(os.environ, GIT_PROJECT_ROOT=self.root, GIT_HTTP_EXPORT_ALL="1", PATH_INFO=path,
                    QUERY_STRING=query, REQUEST_METHOD=self.command, REMOTE_USER="fleet", REMOTE_ADDR="127.0.0.1",
@@ -243,7 +243,7 @@ class _GitHttp(http.server.BaseHTTPRequestHandler):
                    HTTP_CONTENT_ENCODING=self.headers.get("Content-Encoding") or "")
         out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True, timeout=60,
                              check=False).stdout
-        head, _, payload = out.partition(b"\r\n\r\n") if b"\r\n\r\n" in out else out.partition(b"\n\n")
+        head, _sep, payload = out.partition(b"\r\n\r\n") if b"\r\n\r\n" in out else out.partition(b"\n\n")
         headers = [line.split(":", 1) for line in head.decode().splitlines() if ":" in line]
         status = dict((k.strip().lower(), v.strip()) for k, v in headers).get("status", "200 OK")
         self.send_response(int(status.split()[0]))
@@ -279,8 +279,8 @@ def _connection_home(root, name, url, token):
     return home
 
 
-def test_a_token_in_the_git_connection_reaches_an_http_repository_and_shows_nowhere(tmp_path, git_server,
-                                                                                 http_git_server):
+def test_a_token_in_the_git_connection_reaches_an_http_repository_and_shows_nowhere(
+        tmp_path, git_server, http_git_server):
     head = subprocess.run(["git", "--git-dir", git_server["repo"], "rev-parse", "main"], capture_output=True, text=True,
                           check=True, timeout=30).stdout.strip()
     home = _connection_home(tmp_path, "with-token", http_git_server, TOKEN)
