@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Run the collection's Molecule scenarios (extensions/molecule/<name>), as `make molecule` does.
 #
-#   tests/molecule.sh podman docker+drills kubernetes
+#   tests/molecule.sh podman+drills docker kubernetes
 #
 # Each argument is one step, run after the previous one ended. A step written `a+b` runs the
 # scenarios a and b at the same time: every line they print carries the scenario's name, and the
 # step fails when either fails (both are always waited for, so none is left running). Scenarios
 # that can share the machine must not share ports, directories, compose projects or units: the
-# drills (Podman, ports 8095-8096, /opt/failback-drills) spend most of their time waiting for
-# scheduled intervals, so they run beside the Docker scenario (port 8093,
-# /opt/failback-molecule-docker).
+# drills (ports 8095-8096, /opt/failback-drills, projects drills-*) spend most of their time
+# waiting for scheduled intervals, so they run beside the Podman scenario (ports 8091-8092,
+# /opt/failback-molecule, projects molecule-*). Both build the local images first; build.sh
+# serialises that with a lock.
 #
 # The kubernetes scenario needs a real cluster: without KUBECONFIG it is reported as skipped,
 # never as passed.
