@@ -96,10 +96,10 @@ unit: setup
 # The Git DAG bundle tests serve a repository with git daemon (Debian's git).
 test-airflow: setup $(VENV_AIRFLOW)/.stamp
 	command -v git >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq git >/dev/null)
-	$(AIRFLOW_BIN)/python -m pytest -q -n 2 tests/airflow
+	$(AIRFLOW_BIN)/python -m pytest -q -n 2 --durations=10 tests/airflow
 
 integration: setup host-setup $(VENV_AIRFLOW)/.stamp
-	$(BIN)/python -m pytest -q -n 2 tests/integration
+	$(BIN)/python -m pytest -q -n 2 --durations=10 tests/integration
 
 # System packages (podman, docker.io, debootstrap...) and locally built test images.
 host-setup: setup
