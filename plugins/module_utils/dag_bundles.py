@@ -71,7 +71,7 @@ def local_repo_path(repo_url):
 def _check_url(where, url):
     """Refuse a URL git or the Git provider cannot use, or one that carries a credential."""
     if not isinstance(url, str) or not url.strip() or url != url.strip() or any(c.isspace() for c in url):
-        raise BundleError("%s: repo_url must be a non-empty URL without spaces, got %r" % (where, url))
+        raise BundleError("%s: repo_url must be a non-empty URL without spaces, got %r" % (where, _redacted(url)))
     if url.startswith("file://") or url.startswith("/"):
         if local_repo_path(url) is None or ".." in url.split("/"):
             raise BundleError("%s: repo_url %r: a local repository needs an absolute path without '..' "

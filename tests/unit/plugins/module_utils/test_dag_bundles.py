@@ -52,6 +52,7 @@ def test_accepted_urls(url):
     ("file://relative/path", "absolute path"),
     ("file:///srv/../etc/dags.git", "absolute path"),
     ("https://host/a b.git", "without spaces"),
+    ("https://bot:SECRETTOKEN@host/a b.git", "without spaces"),
     ("", "non-empty"),
 ])
 def test_refused_urls_never_echo_the_token(url, words):
