@@ -10,13 +10,47 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import ssl
 import subprocess
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLACEMENT_ROLE = os.path.join(REPO, "roles", "airflow_placement")
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_port(port, proc, what, timeout=90):
+    """Wait (bounded) until *proc* listens on 127.0.0.1:*port*; raise if it ends or never does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("%s ended (rc %s) before it listened on %d" % (what, proc.returncode, port))
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("%s did not listen on 127.0.0.1:%d within %d s" % (what, port, timeout))
+
+
+def stop_process(proc, timeout=20):
+    """Terminate *proc*, kill it when it does not end within *timeout* seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=timeout)
 
 
 def guard_files():

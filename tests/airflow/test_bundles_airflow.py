@@ -17,7 +17,6 @@ import http.server
 import json
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import time
 
 import pytest
 
+import failback_testlib as lab
 from failback_ansible import REPO, run_playbook
 
 sys.path.insert(0, os.path.join(REPO, "plugins", "module_utils"))
@@ -37,35 +37,6 @@ DAG_ID = "failback_bundle_hello"
 DAG_REPO = os.path.join(REPO, "tests", "dag-repo.sh")
 TIMEOUT = 300
 TOKEN = "glpat-canary-git-token-4b7e9d"
-
-
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_port(port, proc, what, timeout=90):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail("%s ended (rc %s) before it listened on %d" % (what, proc.returncode, port))
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.3)
-    pytest.fail("%s did not listen on 127.0.0.1:%d within %d s" % (what, port, timeout))
-
-
-def _stop(proc):
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=20)
 
 
 def _git_commit(repo, version):
@@ -90,13 +61,13 @@ def git_server(tmp_path_factory):
     repo = os.path.join(base, "dags.git")
     first = subprocess.run(["bash", DAG_REPO, "create", repo, DAG_FILE], capture_output=True, text=True, timeout=60,
                            check=True).stdout.split()[-1]
-    port = _free_port()
+    port = lab.free_port()
     log = open(os.path.join(base, "daemon.log"), "w")
     proc = subprocess.Popen(["git", "daemon", "--reuseaddr", "--listen=127.0.0.1", "--port=%d" % port,
                              "--base-path=" + base, "--export-all", base], stdout=log, stderr=subprocess.STDOUT)
-    _wait_port(port, proc, "git daemon")
+    lab.wait_port(port, proc, "git daemon")
     yield {"repo": repo, "url": "git://127.0.0.1:%d/dags.git" % port, "first": first}
-    _stop(proc)
+    lab.stop_process(proc)
     log.close()
 
 
@@ -185,14 +156,14 @@ def test_a_run_records_its_commit_and_runs_that_code_after_a_newer_commit(git_se
     fourth = _git_commit(git_server["repo"], 4)
     home.parse()
     assert home.parsed()[DAG_ID] == ("dags", fourth)
-    port = _free_port()
+    port = lab.free_port()
     env = dict(home.env, AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://127.0.0.1:%d/execution/" % port)
     logs = [open(os.path.join(home.home, name + ".out"), "w") for name in ("api-server", "scheduler")]
     api = subprocess.Popen([AIRFLOW, "api-server", "--host", "127.0.0.1", "--port", str(port)], env=env,
                            stdout=logs[0], stderr=subprocess.STDOUT)
     scheduler = None
     try:
-        _wait_port(port, api, "airflow api-server")
+        lab.wait_port(port, api, "airflow api-server")
         scheduler = subprocess.Popen([AIRFLOW, "scheduler"], env=env, stdout=logs[1], stderr=subprocess.STDOUT)
         deadline, state = time.monotonic() + 180, None
         while time.monotonic() < deadline:
@@ -203,7 +174,7 @@ def test_a_run_records_its_commit_and_runs_that_code_after_a_newer_commit(git_se
     finally:
         for proc in (scheduler, api):
             if proc is not None:
-                _stop(proc)
+                lab.stop_process(proc)
         for log in logs:
             log.close()
     assert (state, version) == ("success", third), open(os.path.join(home.home, "scheduler.out")).read()[-4000:]

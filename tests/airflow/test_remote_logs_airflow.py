@@ -22,7 +22,6 @@ import pytest
 
 import failback_testlib as lab
 from failback_ansible import REPO, run_playbook
-from test_bundles_airflow import _free_port, _stop, _wait_port
 from test_secrets_backend_airflow import ACCESS_KEY, SECRET_KEY, moto_endpoint  # noqa: F401 pylint: disable=unused-import
 
 AIRFLOW = os.path.join(os.path.dirname(sys.executable), "airflow")
@@ -68,7 +67,7 @@ class Installation(object):
         placement = os.path.join(root, "placement.yml")
         with open(placement, "w") as handle:
             handle.write("%s: server-1\n" % DAG_ID)
-        self.port = _free_port()
+        self.port = lab.free_port()
         self.env = dict((k, v) for k, v in os.environ.items() if not k.startswith(("FAILBACK_", "AIRFLOW", "AWS_")))
         self.env.update(log_env)
         self.env.update(
@@ -80,7 +79,7 @@ class Installation(object):
             AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="True",
             AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://127.0.0.1:%d/execution/" % self.port,
             AIRFLOW__API_AUTH__JWT_SECRET="failback-remote-log-test-jwt-secret-%s" % name,
-            AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(_free_port()),
+            AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(lab.free_port()),
             AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK="False",
             AIRFLOW_CONN_TASK_LOGS=json.dumps({"conn_type": "aws", "login": ACCESS_KEY, "password": SECRET_KEY,
                                                "extra": {"endpoint_url": endpoint, "region_name": "eu-west-1"}}),
@@ -105,11 +104,11 @@ class Installation(object):
             self.processes.append((subprocess.Popen([AIRFLOW] + command, env=self.env, stdout=log,
                                                     stderr=subprocess.STDOUT), log))
             if command[0] == "api-server":
-                _wait_port(self.port, self.processes[-1][0], "%s api-server" % self.name)
+                lab.wait_port(self.port, self.processes[-1][0], "%s api-server" % self.name)
 
     def stop(self):
         for proc, log in self.processes:
-            _stop(proc)
+            lab.stop_process(proc)
             log.close()
         self.processes = []
 

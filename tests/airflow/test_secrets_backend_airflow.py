@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
+import failback_testlib as lab
 from test_credentials_airflow import prepared_installation, task_states
 
 MOTO = os.path.join(os.path.dirname(sys.executable), "moto_server")
@@ -29,36 +28,21 @@ WAREHOUSE = {"conn_type": "postgres", "host": "dwh.example.com", "login": "etl",
              "port": 5432, "schema": "dwh"}
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def moto_endpoint(tmp_path_factory):
     if not os.path.exists(MOTO):
         pytest.fail("moto[server] is not installed in this interpreter's environment: run with .venv-airflow")
-    port = _free_port()
+    port = lab.free_port()
     log = open(str(tmp_path_factory.mktemp("moto") / "moto.log"), "w")
     proc = subprocess.Popen([MOTO, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT)
     endpoint = "http://127.0.0.1:%d" % port
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                pytest.fail("moto_server did not listen on %s within 60 s" % endpoint)
-            time.sleep(0.2)
-    yield endpoint
-    proc.terminate()
     try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
+        lab.wait_port(port, proc, "moto_server", timeout=60)
+    except RuntimeError as exc:
         proc.kill()
+        pytest.fail(str(exc))
+    yield endpoint
+    lab.stop_process(proc, timeout=15)
     log.close()
 
 
