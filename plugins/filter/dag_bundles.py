@@ -10,10 +10,11 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.failback.airflow.plugins.module_utils import dag_bundles
 
 
-def dag_bundle_config(bundles, dags_folder="/opt/airflow/dags", connections=None):
+def dag_bundle_config(bundles, dags_folder="/opt/airflow/dags", connections=None, secrets_backend="local"):
     """Airflow's ``dag_bundle_config_list`` for the fleet's ``airflow_dag_bundles`` ([] for none)."""
     try:
-        return dag_bundles.config_list(bundles, dags_folder=dags_folder, connections=connections)
+        return dag_bundles.config_list(bundles, dags_folder=dags_folder, connections=connections,
+                                       secrets_backend=secrets_backend)
     except dag_bundles.BundleError as exc:
         raise AnsibleFilterError(str(exc))
 

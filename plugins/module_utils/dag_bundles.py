@@ -171,13 +171,15 @@ def _one(index, entry, dags_folder, connections):
     return {"name": name, "classpath": GIT_CLASS, "kwargs": kwargs}
 
 
-def config_list(bundles, dags_folder="/opt/airflow/dags", connections=None):
+def config_list(bundles, dags_folder="/opt/airflow/dags", connections=None, secrets_backend="local"):
     """Airflow's ``dag_bundle_config_list`` (a list of ``{name, classpath, kwargs}``) for *bundles*.
 
     *bundles* empty or None gives ``[]``: Airflow's own default, the DAG folder as one bundle.
-    *connections*: the connection ids a ``conn_id`` may name (None: not checked, as with a
-    secrets backend that holds the connections).
+    *connections*: the connection ids a ``conn_id`` may name (None: not checked). They are checked
+    only with the ``local`` *secrets_backend*: another backend holds the connections itself.
     """
+    if secrets_backend != "local":
+        connections = None
     if bundles is None or bundles == "":
         return []
     if not isinstance(bundles, list):

@@ -106,6 +106,8 @@ def test_unknown_connection_is_named_with_the_known_ones():
                                             r"\(known: pg, s3\)"):
         b.config_list([{"name": "dags", "conn_id": "git_dags"}], connections={"s3": {}, "pg": {}})
     assert b.config_list([{"name": "dags", "conn_id": "git_dags"}], connections=None)
+    assert b.config_list([{"name": "dags", "conn_id": "git_dags"}], connections={"s3": {}},
+                         secrets_backend="aws_secrets_manager")
 
 
 def test_local_repos_are_the_file_and_path_urls():
