@@ -150,8 +150,8 @@ def _leaks(name, airflow, pmap):
         if len(history) >= placement.MAX_HANDOVERS and placement.parse_time(ti["run_after"]) < history[0].at_time:
             continue  # due before the oldest handover the map remembers: who owned it then is not known
         owner = pmap.owner_at(ti["dag_id"], ti["run_after"])
-        if owner == name:
-            continue
+        if owner == name or (owner is None and history and history[0].floor):
+            continue  # its own, or a run of the history folded into the floor (its owner is not known any more)
         why = ("its guard let it run (it held another map)" if catchup.RUN_KEY in ti["guard"]
                else "no guard record (is the guard installed?)")
         leaks.append(dict(ti, owner=owner, why=why))
@@ -165,8 +165,16 @@ def assess(pmap, installations, files_differ=None):
     (the reason, or a bool), "error"}, "airflow": read_installation() data, or None when not read, or
     {"error": msg}, "drift": the files a check-mode site.yml would change there, or None when not checked}}``
     - "held" is the placement role's fact airflow_placement_held.
-    *files_differ*: ``{name: [file, ...]}`` found some other way (added to each "drift").
+    *files_differ*: ``{name: [file, ...]}`` found some other way (added to each "drift"); a name that
+    is not an installation, or files that are not a list of paths, are refused (never dropped).
     """
+    for name, files in sorted((files_differ or {}).items(), key=lambda item: str(item[0])):
+        if name not in installations:
+            raise placement.PlacementError("files_differ names %s, which is not an installation; installations: %s"
+                                           % (placement.show(name), ", ".join(sorted(installations)) or "(none)"))
+        if isinstance(files, str) or not isinstance(files, (list, tuple)) or not all(isinstance(f, str) for f in files):
+            raise placement.PlacementError("files_differ of %s must be a list of file paths, got %s"
+                                           % (name, placement.show(files)))
     findings, rows = [], []
     parsed_by = {}
     read = {}

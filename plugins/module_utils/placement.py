@@ -36,7 +36,10 @@ A DAG *run* belongs to the installation that owned its DAG when the run was due 
 the new owner the runs due at or after T, while the old owner keeps (and finishes) the runs due
 before T.  ``kept`` lists runs due after T that the old owner had already started when it
 received the map; they stay with it.  Without ``handovers`` every run belongs to the current
-owner.
+owner.  A DAG's history holds at most MAX_HANDOVERS entries: when a new handover would exceed
+it, the oldest ones are folded into a *floor* (``from: null``, always first): the runs they gave
+away, due before the floor's time or kept by it, belong to nobody - forgetting history never
+gives a run to another installation.
 
 Python 3.8 compatible (it also runs as Ansible module_utils on targets).
 """
@@ -77,8 +80,14 @@ except ImportError as _exc:  # pragma: no cover - exercised only where PyYAML is
 META_KEY = "@failback"
 META_FIELDS = ("generation", "updated_at", "updated_by", "default", "handovers")
 HANDOVER_FIELDS = ("at", "from", "kept")
-MAX_HANDOVERS = 8   # per DAG (and for the default owner): older handovers are forgotten
+MAX_HANDOVERS = 8   # per DAG (and for the default owner), the floor included: older ones are folded into it
 MAX_KEPT = 100      # runs kept by the old owner in one handover
+FLOOR_MAX_KEPT = MAX_KEPT * MAX_HANDOVERS  # runs of folded handovers that belong to nobody
+#: Times in a map (handovers, kept runs) lie between these; the controller also refuses future ones.
+EARLIEST_TIME = "1970-01-01T00:00:00Z"
+LATEST_TIME = "9999-12-31T23:59:59Z"
+#: How far ahead of the controller's clock a handover may lie (clock steps), in seconds.
+FUTURE_TOLERANCE = 60
 FENCE_FILE_NAME = "fence"
 #: Stands for "every DAG the map does not list" (the default owner) in plans and change lists.
 DEFAULT_KEY = "@default"
@@ -309,11 +318,18 @@ class PlacementMap(object):
         return data
 
 
-def parse_time(value, what="time"):
-    """An aware UTC datetime from a datetime (naive counts as UTC) or an ISO 8601 string."""
+def parse_time(value, what="time", strict=False):
+    """An aware UTC datetime from a datetime (naive counts as UTC) or an ISO 8601 string.
+
+    *strict* (times written in a map, and failover_catchup_since): the time zone is required and
+    the time must lie between EARLIEST_TIME and LATEST_TIME.
+    """
     match = _TIME_RE.match(value.strip()) if isinstance(value, str) else None
+    shown = value.isoformat() if isinstance(value, datetime.datetime) else show(value)
+    zone = None
     if isinstance(value, datetime.datetime):
         parsed = value
+        zone = value.tzinfo
     elif match:
         year, month, day, hour, minute, second, fraction, zone = match.groups()
         try:
@@ -323,14 +339,24 @@ def parse_time(value, what="time"):
                 offset = datetime.timedelta(hours=int(zone[1:3]), minutes=int(zone[-2:]))
                 parsed -= offset if zone[0] == "+" else -offset
         except (ValueError, OverflowError):
-            raise PlacementError("%s %s is not a date and time" % (what, show(value)))
+            raise PlacementError("%s %s is not a date and time" % (what, shown))
     else:
         raise PlacementError(
             "%s %s is not a date and time: give it in ISO 8601 with a time zone, e.g. 2026-12-01T02:00:00Z"
-            % (what, show(value)))
+            % (what, shown))
+    if strict and not zone:
+        raise PlacementError("%s %s has no time zone: give one, e.g. %sZ or %s+01:00"
+                             % (what, shown, shown.rstrip("Zz"), shown.rstrip("Zz")))
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=datetime.timezone.utc)
-    return parsed.astimezone(datetime.timezone.utc)
+    try:
+        parsed = parsed.astimezone(datetime.timezone.utc)
+    except (ValueError, OverflowError):
+        raise PlacementError("%s %s is not a date and time between %s and %s" % (what, shown, EARLIEST_TIME, LATEST_TIME))
+    if strict and not _EARLIEST <= parsed <= _LATEST:
+        raise PlacementError("%s %s is out of range: times in a placement map lie between %s and %s"
+                             % (what, shown, EARLIEST_TIME, LATEST_TIME))
+    return parsed
 
 
 def format_time(value):
@@ -343,12 +369,16 @@ def format_time(value):
 
 
 _TIME_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?([Zz]|[+-]\d{2}:?\d{2})?$")
+_EARLIEST = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+_LATEST = datetime.datetime(9999, 12, 31, 23, 59, 59, tzinfo=datetime.timezone.utc)
 
 
 class Handover(object):
     """A move of a DAG (or of the default owner) at time *at* away from installation *source*.
 
-    Runs due before *at*, and the runs due at the times in *kept*, belong to *source*.
+    Runs due before *at*, and the runs due at the times in *kept*, belong to *source*.  A
+    *floor* has no source (None): it stands first in a history for the handovers that were
+    folded into it, and the runs it covers belong to nobody.
     """
 
     __slots__ = ("at", "source", "kept", "at_time", "kept_times")
@@ -365,7 +395,7 @@ class Handover(object):
         raise AttributeError("Handover is immutable")
 
     def __eq__(self, other):
-        return isinstance(other, Handover) and self.to_data() == other.to_data()
+        return isinstance(other, Handover) and (self.at, self.source, self.kept) == (other.at, other.source, other.kept)
 
     def __ne__(self, other):
         return not self.__eq__(other)
@@ -375,11 +405,31 @@ class Handover(object):
     def __repr__(self):
         return "Handover(at=%r, source=%r, kept=%d)" % (self.at, self.source, len(self.kept))
 
+    @property
+    def floor(self):
+        return self.source is None
+
     def to_data(self):
         data = {"at": self.at, "from": self.source}
         if self.kept:
             data["kept"] = list(self.kept)
         return data
+
+
+def capped(history):
+    """*history* (oldest first) cut to MAX_HANDOVERS entries without giving any run to another owner.
+
+    The oldest entries are folded into a floor at the time of the last one folded: the runs they
+    gave their sources (due before that time, or kept) belong to nobody from now on, and every
+    other run keeps its owner.  So forgetting history only ever revokes.
+    """
+    history = tuple(history)
+    if len(history) <= MAX_HANDOVERS:
+        return history
+    folded = history[:len(history) - MAX_HANDOVERS + 1]
+    at = folded[-1].at_time
+    kept = sorted(set(k for handover in folded for k in handover.kept_times if k >= at))
+    return (Handover(at, None, kept),) + history[len(folded):]
 
 
 def _handovers_from_data(value, known, source):
@@ -399,7 +449,7 @@ def _handovers_from_data(value, known, source):
         if len(history) > MAX_HANDOVERS:
             raise PlacementError("%s: %d entries, at most %d are kept" % (where, len(history), MAX_HANDOVERS))
         entries = []
-        for entry in history:
+        for position, entry in enumerate(history):
             if not isinstance(entry, dict) or "at" not in entry or "from" not in entry:
                 raise PlacementError("%s: entry %s must be a mapping with 'at' and 'from'" % (where, show(entry)))
             unknown = sorted(str(k)[:60] for k in entry if k not in HANDOVER_FIELDS)
@@ -409,16 +459,44 @@ def _handovers_from_data(value, known, source):
             if isinstance(at, datetime.date) and not isinstance(at, datetime.datetime):
                 raise PlacementError("%s: at %s needs a time of day" % (where, show(at)))
             kept = entry.get("kept") or []
-            if not isinstance(kept, list) or len(kept) > MAX_KEPT:
-                raise PlacementError("%s: kept must be a list of at most %d run times, got %s" % (where, MAX_KEPT, show(kept)))
-            check_installation_name(entry["from"], known, where="%s: from" % where)
-            entries.append(Handover(parse_time(at, "%s: at" % where), entry["from"],
-                                    [parse_time(k, "%s: kept run" % where) for k in kept]))
+            limit = FLOOR_MAX_KEPT if entry["from"] is None else MAX_KEPT
+            if not isinstance(kept, list) or len(kept) > limit:
+                raise PlacementError("%s: kept must be a list of at most %d run times, got %s" % (where, limit, show(kept)))
+            if entry["from"] is None:
+                if position:
+                    raise PlacementError("%s: only the first entry may be a floor (from: null), entry %d is one"
+                                         % (where, position + 1))
+            else:
+                check_installation_name(entry["from"], known, where="%s: from" % where)
+            entries.append(Handover(parse_time(at, "%s: at" % where, strict=True), entry["from"],
+                                    [parse_time(k, "%s: kept run" % where, strict=True) for k in kept]))
         for earlier, later in zip(entries, entries[1:]):
             if later.at_time < earlier.at_time:
                 raise PlacementError("%s: handovers must be in time order (%s comes after %s)" % (where, later.at, earlier.at))
         result[key] = tuple(entries)
     return result
+
+
+def check_times(pmap, now=None, source="placement map"):
+    """Refuse a map whose handovers or kept runs lie in the future of *now* (the controller's clock).
+
+    The collection writes a handover at the moment of the failover (or at an earlier
+    failover_catchup_since), so a later one was edited by hand: published, it would give every
+    run due before it to the installation it names, whoever owns the DAG.  FUTURE_TOLERANCE
+    seconds are allowed for clock steps.  Returns *pmap*.
+    """
+    limit = parse_time(now or utc_now()) + datetime.timedelta(seconds=FUTURE_TOLERANCE)
+    for key in sorted(pmap.handovers):
+        for handover in pmap.handovers[key]:
+            late = [t for t in [handover.at_time] + sorted(handover.kept_times) if t > limit]
+            if late:
+                now_text = format_time(limit - datetime.timedelta(seconds=FUTURE_TOLERANCE))
+                what = "at" if late[0] == handover.at_time else "kept run"
+                raise PlacementError(
+                    "%s: handovers of %s: %s %s is in the future (now %s): a handover is written when DAGs move, so "
+                    "this one was edited by hand; it would give %r runs of %s that are not its own. Remove it or give "
+                    "the time of the move" % (source, key, what, format_time(late[0]), now_text, handover.source, key))
+    return pmap
 
 
 def validate_map(pmap, installations=None):
@@ -639,7 +717,8 @@ def dump_map(pmap):
                 kept = ""
                 if handover.kept:
                     kept = ", kept: [%s]" % ", ".join(_quote(k) for k in handover.kept)
-                lines.append("      - {at: %s, from: %s%s}" % (_quote(handover.at), _quote(handover.source), kept))
+                lines.append("      - {at: %s, from: %s%s}" % (
+                    _quote(handover.at), "null" if handover.floor else _quote(handover.source), kept))
     for dag_id in sorted(pmap.dags):
         lines.append("%s: %s" % (_key(dag_id), _quote(pmap.dags[dag_id])))
     text = "\n".join(lines) + "\n"
@@ -794,6 +873,11 @@ def utc_now():
     return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _whose(handover):
+    """Who the runs due before *handover* belong to, for people."""
+    return "nobody (the floor of its history)" if handover.floor else repr(handover.source)
+
+
 def _record_handovers(before, after, at):
     """*after*'s handovers plus one for every DAG (and the default) whose owner changed since *before*."""
     handovers = dict(after.handovers)
@@ -806,10 +890,9 @@ def _record_handovers(before, after, at):
             history = before.history(key) if key != DEFAULT_KEY else ()
         if history and history[-1].at_time > parse_time(at):
             raise PlacementError(
-                "the handover of %s at %s would come before its previous handover (%s, away from %r): "
-                "runs due before that belong to %r"
-                % (key, format_time(at), history[-1].at, history[-1].source, history[-1].source))
-        handovers[key] = (tuple(history) + (Handover(at, old),))[-MAX_HANDOVERS:]
+                "the handover of %s at %s would come before its previous handover (%s): runs due before that belong to %s"
+                % (key, format_time(at), history[-1].at, _whose(history[-1])))
+        handovers[key] = capped(tuple(history) + (Handover(at, old),))
     return handovers
 
 
@@ -874,9 +957,8 @@ def move_cut(pmap, dag_ids, source, since):
             continue
         if len(history) > 1 and since_time <= history[-2].at_time:
             raise PlacementError(
-                "failover_catchup_since %s is not after the previous handover of %s (%s, away from %r): "
-                "runs due before that belong to %r"
-                % (format_time(since_time), dag_id, history[-2].at, history[-2].source, history[-2].source))
+                "failover_catchup_since %s is not after the previous handover of %s (%s): runs due before that belong "
+                "to %s" % (format_time(since_time), dag_id, history[-2].at, _whose(history[-2])))
         handovers[dag_id] = history[:-1] + (Handover(since_time, source, [k for k in last.kept_times if k >= since_time]),)
     return pmap.replace(handovers=handovers)
 
@@ -918,6 +1000,9 @@ def decide(pmap, dag_id, installation, due=None):
     """
     owner = pmap.owner_at(dag_id, due)
     current = pmap.owner(dag_id)
+    if owner is None and current is not None:
+        return SKIP, None, ("the run due %s of DAG %r is older than the handover history the placement map keeps of it "
+                            "(its floor is at %s): it runs nowhere" % (format_time(due), dag_id, pmap.history(dag_id)[0].at))
     if owner is None:
         return SKIP, None, "DAG %r is not in the placement map and the map has no default owner" % dag_id
     if owner != current:
@@ -944,41 +1029,48 @@ def _kind(mode):
     return next((name for test, name in _KINDS if test(mode)), "special file")
 
 
-def read_text(path):
+def read_text(path, what="placement map", follow_symlinks=True, limit=MAX_MAP_BYTES):
     """Return the text of *path*, or None when it does not exist.
 
-    A symbolic link is followed; anything but a regular file (a directory, a FIFO that would block
-    the reader, a device) is refused, as is a file over MAX_MAP_BYTES.
+    Anything but a regular file (a directory, a FIFO that would block the reader, a device) is
+    refused at once, as is a file over *limit* bytes.  A symbolic link is followed, or refused
+    when not *follow_symlinks* (files the controller writes for itself: journal, lock).
+    *what* names the file in messages.
     """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    if not follow_symlinks:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, flags)
     except OSError as exc:
         if exc.errno == errno.ENOENT:
             return None
-        raise PlacementError("cannot read placement map %s: %s" % (path, exc.strerror))
+        if exc.errno == errno.ELOOP and not follow_symlinks:
+            raise PlacementError("cannot read %s %s: it is a symbolic link; this file is never read or written "
+                                 "through a link: remove the link" % (what, path))
+        raise PlacementError("cannot read %s %s: %s" % (what, path, exc.strerror))
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise PlacementError("cannot read placement map %s: it is a %s, not a regular file (a symbolic link to "
-                                 "a file is followed)" % (path, _kind(st.st_mode)))
-        if st.st_size > MAX_MAP_BYTES:
-            raise PlacementError("placement map %s is %d bytes, more than the limit of %d"
-                                 % (path, st.st_size, MAX_MAP_BYTES))
+            raise PlacementError("cannot read %s %s: it is a %s, not a regular file%s" % (
+                what, path, _kind(st.st_mode), " (a symbolic link to a file is followed)" if follow_symlinks else ""))
+        if st.st_size > limit:
+            raise PlacementError("%s %s is %d bytes, more than the limit of %d" % (what, path, st.st_size, limit))
         handle = os.fdopen(fd, "rb")
         fd = None
         with handle:
-            data = handle.read(MAX_MAP_BYTES + 1)
+            data = handle.read(limit + 1)
     except OSError as exc:
-        raise PlacementError("cannot read placement map %s: %s" % (path, exc.strerror))
+        raise PlacementError("cannot read %s %s: %s" % (what, path, exc.strerror))
     finally:
         if fd is not None:
             os.close(fd)
-    if len(data) > MAX_MAP_BYTES:
-        raise PlacementError("placement map %s is more than %d bytes" % (path, MAX_MAP_BYTES))
+    if len(data) > limit:
+        raise PlacementError("%s %s is more than %d bytes" % (what, path, limit))
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise PlacementError("placement map %s is not UTF-8 text: %s" % (path, exc))
+        raise PlacementError("%s %s is not UTF-8 text: %s" % (what, path, exc))
 
 
 def read_map_file(path, installations=None):
@@ -1160,119 +1252,3 @@ def publish_file(path, new=None, installations=None, expect_generation=False, li
                 fsync_dir(directory)
     return dict(before=before, after=after, written=written, fenced_before=fenced_before, fenced=fenced,
                 fence_changed=fenced != fenced_before, invalid=invalid)
-
-
-# --------------------------------------------------------------------------- publishing order
-
-
-def _owner_of(pmap, key):
-    return pmap.default if key == DEFAULT_KEY else pmap.owner(key)
-
-
-def plan_publish(new, held, installations, force=False, known=()):
-    """Which installations may receive map *new*, and in what order, so no DAG gets two owners.
-
-    *held* maps each reachable installation to ``(map it holds or None, fenced)``; installations
-    of *installations* missing from it are unreachable.  *known* are other maps that were in force
-    (e.g. the controller's map before a failover): evidence of what an unreachable installation
-    may still run.
-
-    * ``revoke``: reachable installations that lose DAGs; they get *new* first, and nothing is
-      granted before all of them hold it (a failed revoke stops the publish).
-    * ``publish``: the other reachable installations that need *new* (or a fence lifted).
-    * ``blocked``: installations that must not get *new* now, with the DAGs and who may still run
-      them: an unreachable installation that a known map makes their owner (unless *force*: then
-      they are in ``forced``), or a blocked installation that keeps running them.
-    * ``current``: reachable installations that already hold *new*, unfenced.
-    * ``refused``: installations that hold a newer map, or another map of the same generation
-      (check_publish): the map to publish is behind, and nothing may be published at all.
-
-    Keys are DAG ids plus DEFAULT_KEY for the DAGs no map lists.  A fenced installation runs
-    nothing, so it loses nothing.
-    """
-    names = sorted(check_installations(installations))
-    unreachable = sorted(name for name in names if name not in held)
-    refused = {}
-    for name, (pmap, _fenced) in sorted(held.items()):
-        try:
-            check_publish(pmap, new)
-        except PlacementError as exc:
-            refused[name] = "%s: %s" % (name, exc)
-    running = dict((name, None if fenced else pmap) for name, (pmap, fenced) in held.items())
-    evidence = [pmap for pmap, _fenced in held.values() if pmap is not None] + [pmap for pmap in known if pmap is not None]
-    keys = sorted(set().union(new.dags, *[pmap.dags for pmap in evidence])) + [DEFAULT_KEY]
-
-    def runs(name, key):
-        return running.get(name) is not None and _owner_of(running[name], key) == name
-
-    gains = dict((name, [k for k in keys if _owner_of(new, k) == name and not runs(name, k)]) for name in sorted(held))
-    loses = dict((name, [k for k in keys if runs(name, k) and _owner_of(new, k) != name]) for name in sorted(held))
-    blocked, forced = {}, {}
-    for name in sorted(held):
-        contested = {}
-        for key in gains[name]:
-            others = [other for other in unreachable
-                      if other != name and any(_owner_of(pmap, key) == other for pmap in evidence)]
-            if others:
-                contested[key] = others
-        if contested and not force:
-            blocked[name] = contested
-        elif contested:
-            forced[name] = contested
-    # An installation that is not published to keeps running what it would have lost: whoever
-    # gains one of those DAGs must wait too (until nothing changes; bounded by the installations).
-    for _round in range(len(held) + 1):
-        grew = False
-        for name in sorted(held):
-            if name in blocked:
-                continue
-            contested = {}
-            for key in gains[name]:
-                others = [other for other in blocked if other != name and key in loses[other]]
-                if others:
-                    contested[key] = others
-            if contested:
-                blocked[name] = contested
-                grew = True
-        if not grew:
-            break
-    revoke, publish, current = [], [], []
-    for name in sorted(held):
-        if name in blocked:
-            continue
-        pmap, fenced = held[name]
-        if loses[name]:
-            revoke.append(name)
-        elif pmap is None or fenced or pmap.to_data() != new.to_data():
-            publish.append(name)
-        else:
-            current.append(name)
-    return dict(revoke=revoke, publish=publish, current=current, unreachable=unreachable, refused=refused,
-                blocked=dict((name, dict((k, sorted(v)) for k, v in contested.items())) for name, contested in blocked.items()),
-                forced=dict((name, dict((k, sorted(v)) for k, v in contested.items())) for name, contested in forced.items()),
-                gains=dict((name, keys_) for name, keys_ in gains.items() if keys_ and name not in blocked),
-                loses=dict((name, keys_) for name, keys_ in loses.items() if keys_ and name not in blocked))
-
-
-def describe_plan(plan):
-    """One line per decision of plan_publish, for people."""
-    def keys(entries):
-        described = []
-        for key, who in sorted(entries.items()):
-            what = "the DAGs no map lists" if key == DEFAULT_KEY else key
-            described.append("%s (%s may still run it)" % (what, " and ".join(who)))
-        return ", ".join(described)
-    lines = ["REFUSED: %s" % message for _name, message in sorted(plan["refused"].items())]
-    if plan["revoke"]:
-        lines.append("revoke first: %s" % ", ".join(plan["revoke"]))
-    if plan["publish"]:
-        lines.append("then publish to: %s" % ", ".join(plan["publish"]))
-    if plan["current"]:
-        lines.append("already current: %s" % ", ".join(plan["current"]))
-    if plan["unreachable"]:
-        lines.append("unreachable (not published): %s" % ", ".join(plan["unreachable"]))
-    for name, entries in sorted(plan["forced"].items()):
-        lines.append("forced for %s: %s; unreachable servers come back fenced" % (name, keys(entries)))
-    for name, entries in sorted(plan["blocked"].items()):
-        lines.append("NOT published to %s: it would gain %s" % (name, keys(entries)))
-    return lines

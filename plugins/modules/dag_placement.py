@@ -15,6 +15,9 @@ description:
     It assigns DAGs to installations (O(assign), O(remove)), moves DAGs from one installation to another (O(move)),
     sets the default owner (O(default_owner)), or publishes a complete map received from elsewhere (O(content)).
   - Every change of the placement increments the map's generation and records who made it and when.
+  - A map whose handovers or kept runs lie in the future of the clock of the host that runs the module (by more than
+    60 seconds), lack a time zone or lie outside the years 1970 to 9999 is refused, naming the file and the DAG - the
+    collection never writes such a handover, and it would give runs to an installation that does not own them.
 author:
   - Failback Airflow Maintainers (@failback)
 requirements:
@@ -217,6 +220,7 @@ installations:
 
 import getpass
 import os
+import re
 import socket
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -262,6 +266,21 @@ def _compute(params, current):
         after, _moved = placement.move(after, move["to"], move["from"], move["dags"], installations)
     new = placement.stamp(base, after, params["updated_by"] or _default_actor())
     return new, current is None or new is not base
+
+
+_SYMBOLIC_MODE = re.compile(r"^[ugoa]*[-+=](?:[rwxXst]*|[ugo])$")
+
+
+def _check_mode_option(mode):
+    """Refuse a file mode Ansible could not apply, naming it, before anything is read or written."""
+    if mode is None or isinstance(mode, int):
+        return
+    text = str(mode).strip()
+    if re.match(r"^0?[0-7]{3,4}$", text) or (text and all(_SYMBOLIC_MODE.match(part) for part in text.split(","))):
+        return
+    raise placement.PlacementError(
+        "mode %s is not a file mode: give it in octal as a quoted string (\"0644\") or in symbolic form "
+        "(u=rw,g=r,o=r)" % placement.show(mode))
 
 
 def run_module():
@@ -311,7 +330,9 @@ def run_module():
         module.fail_json(msg="%s; nothing was changed" % exc, **result)
 
     try:
+        _check_mode_option(module.params["mode"])
         new, write = _compute(module.params, current)
+        placement.check_times(new, source="placement map %s" % path)
         for dag_id in module.params["query"] or []:
             placement.check_dag_id(dag_id, where="queried DAG")
         after_text = placement.dump_map(new)  # validates what would be written (size, text) first
