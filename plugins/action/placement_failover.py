@@ -15,7 +15,7 @@ import socket
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.failback.airflow.plugins.module_utils import failover, placement
+from ansible_collections.failback.airflow.plugins.module_utils import failover, placement, placement_plan
 
 ARGUMENT_SPEC = dict(
     path=dict(type="path", required=True),
@@ -26,6 +26,7 @@ ARGUMENT_SPEC = dict(
     dags=dict(type="raw"),
     publish_plan=dict(type="dict", default={}),
     planned=dict(type="dict"),
+    before=dict(type="dict"),  # step keep: the map the failover started from
     since=dict(type="raw"),
     kept=dict(type="dict", default={}),  # {old_owner: {dag_id: [run_after]} or [run, ...]}
     catchup=dict(type="dict", default={}),
@@ -63,9 +64,10 @@ class ActionModule(ActionBase):
             current = placement.read_map_file(path, args["installations"])
             if current is None:
                 raise placement.PlacementError("the controller's map %s does not exist" % path)
+            placement.check_times(current, now, source="the controller's map %s" % path)
             journal = failover.read_journal(journal_file)
             if args["step"] == "keep":
-                return self._keep(result, path, journal_file, current, journal, args, actor, now, check)
+                return self._keep(result, path, journal_file, current, journal, args, actor, now, check, task_vars)
             shown = None
             if args["planned"]:
                 shown = placement.from_data(dict(args["planned"]), args["installations"], source="planned map")
@@ -82,9 +84,19 @@ class ActionModule(ActionBase):
             result.update(
                 before=_map_data(planned["before"]), after=_map_data(planned["after"]), current=_map_data(current),
                 generation=planned["after"].generation, commit=planned["commit"], moved=planned["moved"],
+                runs_moved=planned["runs_moved"], runs_moved_lines=placement_plan.describe_run_changes(planned["runs_moved"]),
                 resumed=planned["resumed"] is not None, stale_journal=planned["stale_journal"],
-                old_owners=sorted(set(m["from"] for m in planned["moved"].values() if m["from"]) - {req["to"]}),
+                old_owners=planned["old_owners"],
             )
+            if planned["stale_journal"] is not None and args["step"] == "plan":
+                stale = planned["stale_journal"]
+                result["warnings"] = [
+                    "the failover journal %s records an unfinished failover (generation %s, started %s by %s) that does "
+                    "not match the controller's map (generation %d): the map was changed some other way since, so it is "
+                    "not resumed. Its requests: %s. Check that the DAGs it moved are paused where they left and "
+                    "unpaused where they went; this failover replaces the journal."
+                    % (journal_file, stale.get("generation"), stale.get("started_at"), stale.get("by"), current.generation,
+                       "; ".join(placement.show(r) for r in stale.get("requests", [])) or "none")]
             if args["step"] == "commit":
                 result["changed"] = planned["commit"]
                 if planned["commit"] and self._task.diff:
@@ -101,7 +113,7 @@ class ActionModule(ActionBase):
                 held, fenced = self._held_generations(task_vars, args["installations"], args["publish_plan"])
                 summary, behind = failover.summarize(planned["moved"], planned["after"].generation, req["to"],
                                                      args["publish_plan"], held, fenced, check_mode=check,
-                                                     catchup=args["catchup"])
+                                                     catchup=args["catchup"], runs_moved=planned["runs_moved"])
                 result.update(msg=summary, held=held)
                 if behind or args["publish_plan"].get("blocked"):
                     raise AnsibleActionFail(summary, result=result)
@@ -115,7 +127,7 @@ class ActionModule(ActionBase):
                                     result=result)
         return result
 
-    def _keep(self, result, path, journal_file, current, journal, args, actor, now, check):
+    def _keep(self, result, path, journal_file, current, journal, args, actor, now, check, task_vars):
         """Step keep: the old owners keep the runs they started after the handover (a new generation)."""
         kept = {}
         for source, runs in args["kept"].items():
@@ -127,20 +139,52 @@ class ActionModule(ActionBase):
                     raise placement.PlacementError("kept runs of %s: %s is not a run with dag_id and run_after"
                                                    % (source, placement.show(run)))
                 kept.setdefault(source, {}).setdefault(run["dag_id"], []).append(run["run_after"])
-        after, new_journal = failover.keep(current, journal, kept, actor, now)
-        changed = after is not current
-        result.update(changed=changed, after=_map_data(after), generation=after.generation,
+        planned = placement.from_data(dict(args["planned"]), source="planned map") if args["planned"] else current
+        before = placement.from_data(dict(args["before"]), source="map before the failover") if args["before"] else None
+        # In check mode the commit was not written: keep on top of the map the plan showed.
+        base = planned if check and planned.generation > current.generation else current
+        running = self._running_maps(task_vars, args["installations"], args["publish_plan"], base)
+        after, new_journal, refused = failover.keep(base, journal, kept, actor, now, before=before, running=running)
+        changed = after is not base
+        result.update(changed=changed, after=_map_data(after), generation=after.generation, refused=refused,
                       kept=dict((s, dict((d, list(placement.format_time(t) for t in ts)) for d, ts in dags.items()))
                                 for s, dags in kept.items()))
+        if refused:
+            result["warnings"] = ["not kept with %s (stays with its current owner): %s" % (source, ", ".join(
+                "%s %s (%s)" % (run["dag_id"], run["run_after"], run["reason"]) for run in runs[:10]))
+                for source, runs in sorted(refused.items())]
         if changed and self._task.diff:
-            result["diff"] = dict(before=placement.dump_map(current), after=placement.dump_map(after),
-                                  before_header="%s (generation %d)" % (path, current.generation),
+            result["diff"] = dict(before=placement.dump_map(base), after=placement.dump_map(after),
+                                  before_header="%s (generation %d)" % (path, base.generation),
                                   after_header="%s (generation %d)" % (path, after.generation))
         if changed and not check:
             if new_journal is not None:
                 failover.write_journal(journal_file, new_journal)
             placement.publish_file(path, after, args["installations"], expect_generation=current.generation)
         return result
+
+    @staticmethod
+    def _running_maps(task_vars, installations, publish_plan, published):
+        """The map each installation runs by now: *published* for the revoke group once it took it, else what
+        the plan read (None: fenced, revoke failed, or no map); unreachable installations are left out."""
+        hostvars = task_vars.get("hostvars", {})
+        revoke = set(publish_plan.get("revoke", []))
+        running = {}
+        for name in installations:
+            facts = hostvars.get(name, {})
+            held = facts.get("airflow_placement_held") or {}
+            done = facts.get("airflow_placement_published") or {}
+            if not held.get("reachable"):
+                continue
+            if done.get("revoke_failed"):
+                running[name] = None
+            elif name in revoke and done.get("generation") not in (None, ""):
+                running[name] = published
+            elif held.get("fenced") or not held.get("map"):
+                running[name] = None
+            else:
+                running[name] = placement.from_data(dict(held["map"]), source="map held by %s" % name)
+        return running
 
     @staticmethod
     def _held_generations(task_vars, installations, publish_plan):

@@ -27,8 +27,10 @@ options:
     elements: str
   moved:
     description:
-      - Read the DAGs this installation lost (V(away)) or gained (V(here)) between O(map_before) and O(map_after),
-        including DAGs owned through the default owner (the installation's own DAG list is read for those).
+      - Read the DAGs some of whose runs this installation lost (V(away)) or gained (V(here)) between O(map_before)
+        and O(map_after), including DAGs owned through the default owner (the installation's own DAG list is read for
+        those). Runs count, not only owners of DAGs - a handover moved back by C(failover_catchup_since) selects its DAG
+        although the DAG keeps its owner.
     type: str
     choices: [away, here]
   map_before:

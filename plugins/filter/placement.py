@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.failback.airflow.plugins.module_utils import placement
+from ansible_collections.failback.airflow.plugins.module_utils import placement, placement_plan
 
 
 def _as_map(value, installations=None, source="placement map"):
@@ -71,15 +71,18 @@ def placement_publish_needed(new, current=None, installations=None):
 
 
 @_wrap
-def placement_publish_plan(new, hostvars, installations, force=False, known=None, held_var="airflow_placement_held"):
-    """Revoke-first publishing order of map *new* over the fleet (placement.plan_publish).
+def placement_publish_plan(new, hostvars, installations, force=False, known=None, held_var="airflow_placement_held", last=None):
+    """Revoke-first publishing order of map *new* over the fleet (placement_plan.plan_publish).
 
     What each installation holds comes from ``hostvars[name][held_var]`` (set by the
     airflow_placement role's ``read`` entry point): ``{"reachable": true, "map": ..., "fenced": ...}``;
     an installation without it, or not reachable, counts as unreachable.  *known* is a list of
-    other maps in force before (evidence of what an unreachable installation may run).
+    other maps in force before (evidence of what an unreachable installation may run); *last* are
+    installations granted only in the second group (a failover's new owner).  A map to
+    publish with a handover in the future (placement.check_times) is refused.
     """
-    new_map = _as_map(new, installations, "placement map to publish")
+    new_map = placement.check_times(_as_map(new, installations, "placement map to publish"),
+                                    source="placement map to publish")
     held = {}
     for name in installations:
         facts = hostvars.get(name) if hasattr(hostvars, "get") else None
@@ -88,9 +91,9 @@ def placement_publish_plan(new, hostvars, installations, force=False, known=None
             continue
         held_map = entry.get("map")
         held[name] = (_as_map(held_map, source="map held by %s" % name) if held_map else None, bool(entry.get("fenced")))
-    plan = placement.plan_publish(new_map, held, installations, force=bool(force),
-                                  known=[_as_map(m, source="known map") for m in (known or []) if m])
-    plan["summary"] = placement.describe_plan(plan)
+    plan = placement_plan.plan_publish(new_map, held, installations, force=bool(force),
+                                       known=[_as_map(m, source="known map") for m in (known or []) if m], last=last or ())
+    plan["summary"] = placement_plan.describe_plan(plan)
     plan["generation"] = new_map.generation
     return plan
 

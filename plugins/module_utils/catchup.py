@@ -27,7 +27,7 @@ try:
 except ImportError:  # pragma: no cover
     from urllib import quote  # type: ignore[attr-defined,no-redef]
 
-from ansible_collections.failback.airflow.plugins.module_utils import airflow_api, placement
+from ansible_collections.failback.airflow.plugins.module_utils import airflow_api, placement, placement_plan
 
 RUN_KEY = "failback_guard_run"
 SKIP_KEY = "failback_guard_skip"
@@ -166,6 +166,9 @@ def catchup_plan(described, pmap, installation, executed_elsewhere=(), old_owner
         if run["status"] == SPLIT:
             entry["reason"] = "split: some of its tasks ran here, the guard stopped others; clear it by hand if needed"
             left.append(entry)
+        elif run.get("owner") is None:
+            entry["reason"] = "it runs nowhere: due before the floor of the handover history the map keeps of its DAG"
+            left.append(entry)
         elif run.get("owner") != installation:
             if old_owner_asked:
                 continue
@@ -209,11 +212,18 @@ def module_kwargs(**extra_options):
 
 
 def select(client, params):
-    """``(map, selected DAGs the installation knows, selected DAGs it does not know)`` for the module's options."""
+    """``(map, selected DAGs the installation knows, selected DAGs it does not know)`` for the module's options.
+
+    With ``moved`` the DAGs are those some of whose *runs* the installation lost (``away``) or gained
+    (``here``) - also when the DAG itself kept its owner (a handover moved back by
+    failover_catchup_since): placement_plan.installation_run_changes.
+    """
     pmap = airflow_api._as_map(params["map_after"], "map_after")
     known = client.dags()
     if params["moved"]:
-        selected = airflow_api.select_moved(params["map_before"], pmap, params["installation"], known, params["moved"])
+        before = airflow_api._as_map(params["map_before"], "placement map before the failover")
+        changes = placement_plan.installation_run_changes(before, pmap, params["installation"], known)
+        selected = changes["lost" if params["moved"] == "away" else "gained"]
     else:
         selected = sorted(set(params["dag_ids"]))
     return pmap, [d for d in selected if d in known], [d for d in selected if d not in known]

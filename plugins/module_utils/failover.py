@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 
-from ansible_collections.failback.airflow.plugins.module_utils import placement
+from ansible_collections.failback.airflow.plugins.module_utils import placement, placement_plan
 
 COMMITTED = "committed"
 DONE = "done"
@@ -32,14 +32,22 @@ def journal_path(map_path):
     return os.path.join(os.path.dirname(real), stem + ".failover.json")
 
 
+#: A journal holds two maps and the requests: at most a few maps' worth.
+JOURNAL_MAX_BYTES = 4 * placement.MAX_MAP_BYTES
+
+
 def read_journal(path):
-    """The journal as a dict, or None when there is none; a damaged journal is an error."""
-    try:
-        with open(path, "r") as handle:
-            data = json.load(handle)
-    except FileNotFoundError:
+    """The journal as a dict, or None when there is none; a damaged journal is an error.
+
+    Read without following a symbolic link and refused at once when it is not a regular file (a
+    FIFO would block the run).
+    """
+    text = placement.read_text(path, "failover journal", follow_symlinks=False, limit=JOURNAL_MAX_BYTES)
+    if text is None:
         return None
-    except (OSError, ValueError) as exc:
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
         raise placement.PlacementError("failover journal %s cannot be read (%s): move it away to start afresh" % (path, exc))
     if not isinstance(data, dict) or data.get("state") not in (COMMITTED, DONE):
         raise placement.PlacementError("failover journal %s is not a journal this collection wrote" % path)
@@ -47,6 +55,7 @@ def read_journal(path):
 
 
 def write_journal(path, journal):
+    """Replace the journal atomically (a symbolic link in its place is replaced, never written through)."""
     placement.atomic_write(path, json.dumps(journal, indent=2, sort_keys=True) + "\n", mode=0o644)
 
 
@@ -61,7 +70,7 @@ def request(to, from_=None, dags=None, since=None):
     else:
         if from_ is None:
             raise placement.PlacementError("failover_catchup_since needs failover_from: whose runs from then on move?")
-        since = placement.format_time(placement.parse_time(since, "failover_catchup_since"))
+        since = placement.format_time(placement.parse_time(since, "failover_catchup_since", strict=True))
     return {"to": to, "from": from_, "dags": placement.parse_dag_list(dags, "failover_dags"), "since": since}
 
 
@@ -73,6 +82,9 @@ def plan(current, journal, req, installations, updated_by, now=None):
       ``after``       the map to publish (a new generation when something moves, else *current*);
       ``commit``      whether the controller's map must be written;
       ``moved``       ``{dag_or_@default: {"from": old, "to": new}}`` between ``before`` and ``after``;
+      ``runs_moved``  the runs whose owner changes between ``before`` and ``after`` (placement_plan.run_changes):
+                      also a handover moved back by failover_catchup_since, or history folded into a floor;
+      ``old_owners``  the installations that lose runs to another one: revoked, asked for late runs, drained;
       ``resumed``     the unfinished journal being finished, or None;
       ``stale_journal`` an unfinished journal that no longer matches the controller's map (it was changed
                       some other way since): its moves are not resumed, and the summary says so.
@@ -96,7 +108,9 @@ def plan(current, journal, req, installations, updated_by, now=None):
         else:
             stale = journal
     moved = dict((dag, {"from": old, "to": new}) for dag, (old, new) in placement.changes(before, after).items())
-    return {"before": before, "after": after, "commit": after is not current, "moved": moved,
+    runs_moved = placement_plan.run_changes(before, after)
+    return {"before": before, "after": after, "commit": after is not current, "moved": moved, "runs_moved": runs_moved,
+            "old_owners": placement_plan.losers(before, after, exclude=[req["to"]]),
             "resumed": resumed, "stale_journal": stale}
 
 
@@ -104,21 +118,45 @@ def _owner(pmap, key):
     return pmap.default if key == placement.DEFAULT_KEY else pmap.owner(key)
 
 
-def keep(current, journal, kept, updated_by, now=None):
+def keep(current, journal, kept, updated_by, now=None, before=None, running=None):
     """The map where each old owner keeps the runs it started after the handover.
 
     *kept* is ``{old_owner: {dag_id: [run_after, ...]}}`` (the late runs airflow_runs_info found).
-    Returns ``(new_map, new_journal)``: a new generation (or *current* itself when there is nothing
-    new to keep) and the journal of the failover updated to it, so a later run still resumes it.
+    A late run stays with its old owner only when keeping it moves no run away from anyone who
+    may run it now: the old owner must have owned it in *before* (the map the failover started
+    from, under which it started the run), and no other installation may run it by the map it
+    holds now (*running*: ``{installation: PlacementMap or None}``, None for one that runs nothing).
+    Such a run stays with its current owner and is returned as refused, with the reason.
+
+    Returns ``(new_map, new_journal, refused)``: a new generation (or *current* itself when there is
+    nothing new to keep), the journal of the failover updated to it, so a later run still resumes
+    it, and ``{old_owner: [{"dag_id", "run_after", "reason"}]}``.
     """
+    refused = {}
     target = current
     for source in sorted(kept):
-        target = placement.keep_runs(target, kept[source], source)
+        allowed = {}
+        for dag_id in sorted(kept[source]):
+            for due in kept[source][dag_id]:
+                reason = None
+                if before is not None and before.owner_at(dag_id, due) != source:
+                    reason = "it was not %s's before this failover but %s's" % (source, before.owner_at(dag_id, due))
+                others = sorted(name for name, pmap in (running or {}).items()
+                                if name != source and pmap is not None and pmap.owner_at(dag_id, due) == name)
+                if reason is None and others:
+                    reason = "%s runs it now by the map it holds" % " and ".join(others)
+                if reason is None:
+                    allowed.setdefault(dag_id, []).append(due)
+                else:
+                    refused.setdefault(source, []).append(
+                        {"dag_id": dag_id, "run_after": placement.format_time(due), "reason": reason})
+        if allowed:
+            target = placement.keep_runs(target, allowed, source)
     after = placement.stamp(current, target, updated_by, now=now)
     if after is current or journal is None:
-        return after, journal
+        return after, journal, refused
     updated = dict(journal, generation=after.generation, after=after.to_data(), updated_at=now or placement.utc_now())
-    return after, updated
+    return after, updated, refused
 
 
 def journal_for(planned, req, updated_by, now):
@@ -178,18 +216,21 @@ def describe_catchup(catchup, check_mode=False):
     return parts
 
 
-def summarize(moved, generation, to, publish_plan, held, fenced=(), check_mode=False, catchup=None):
+def summarize(moved, generation, to, publish_plan, held, fenced=(), check_mode=False, catchup=None, runs_moved=None):
     """The failover's summary line and the installations that do not hold *generation*.
 
     *held* maps installations the run reached to the generation they hold now; *fenced* are old
     owners that could not take the map and were fenced instead (forced failover); *catchup* is
-    what the drain and catch-up did (see describe_catchup).
+    what the drain and catch-up did (see describe_catchup); *runs_moved* the runs that changed
+    owner (placement_plan.run_changes), told when no DAG changed owner.
     """
     names = sorted(dag for dag in moved if dag != placement.DEFAULT_KEY)
     parts = []
     if moved:
         what = ", ".join(names + (["the default owner"] if placement.DEFAULT_KEY in moved else []))
         parts.append("moved %d: %s -> %s" % (len(names), what, to))
+    elif runs_moved:
+        parts.append("no DAG changed owner, runs did: %s" % ", ".join(placement_plan.describe_run_changes(runs_moved)))
     else:
         parts.append("nothing to move: %s already owns them" % to)
     parts.append("placement map generation %d" % generation)

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.failback.airflow.plugins.module_utils import placement as p
+from ansible_collections.failback.airflow.plugins.module_utils import placement_plan as pp
 
 KNOWN = ["server-1", "server-2", "server-3"]
 
@@ -246,29 +247,29 @@ M1 = p.PlacementMap({"dag_a": "server-2", "dag_b": "server-2"}, 2)
 
 
 def test_the_old_owner_is_revoked_before_anyone_is_granted():
-    plan = p.plan_publish(M1, {"server-1": (M0, False), "server-2": (M0, False), "server-3": (M0, False)}, KNOWN)
+    plan = pp.plan_publish(M1, {"server-1": (M0, False), "server-2": (M0, False), "server-3": (M0, False)}, KNOWN)
     assert plan["revoke"] == ["server-1"] and plan["publish"] == ["server-2", "server-3"]
     assert plan["gains"] == {"server-2": ["dag_a"]} and plan["loses"] == {"server-1": ["dag_a"]}
     assert plan["blocked"] == {}
 
 
 def test_a_grant_waits_while_an_unreachable_installation_may_run_the_dag():
-    plan = p.plan_publish(M1, {"server-2": (M0, False), "server-3": (M0, False)}, KNOWN)
+    plan = pp.plan_publish(M1, {"server-2": (M0, False), "server-3": (M0, False)}, KNOWN)
     assert plan["blocked"] == {"server-2": {"dag_a": ["server-1"]}}
     assert plan["publish"] == ["server-3"] and plan["unreachable"] == ["server-1"]
-    forced = p.plan_publish(M1, {"server-2": (M0, False), "server-3": (M0, False)}, KNOWN, force=True)
+    forced = pp.plan_publish(M1, {"server-2": (M0, False), "server-3": (M0, False)}, KNOWN, force=True)
     assert forced["blocked"] == {} and forced["forced"] == {"server-2": {"dag_a": ["server-1"]}}
     assert forced["publish"] == ["server-2", "server-3"]
 
 
 def test_the_known_maps_are_evidence_for_unreachable_installations():
     # Everyone reachable already holds M1; only the controller's old map says server-1 ran dag_a.
-    plan = p.plan_publish(M1, {"server-2": (None, False)}, ["server-1", "server-2"], known=[M0])
+    plan = pp.plan_publish(M1, {"server-2": (None, False)}, ["server-1", "server-2"], known=[M0])
     assert plan["blocked"] == {"server-2": {"dag_a": ["server-1"]}}
 
 
 def test_a_fenced_installation_runs_nothing_and_gets_the_map_with_its_fence_lifted():
-    plan = p.plan_publish(M1, {"server-1": (M0, True), "server-2": (M1, False)}, ["server-1", "server-2"])
+    plan = pp.plan_publish(M1, {"server-1": (M0, True), "server-2": (M1, False)}, ["server-1", "server-2"])
     assert plan["revoke"] == [] and plan["publish"] == ["server-1"] and plan["current"] == ["server-2"]
 
 
@@ -276,7 +277,7 @@ def test_a_blocked_installation_keeps_what_it_would_lose_so_its_successor_waits_
     # server-2 would gain dag_a (server-1 unreachable) and lose dag_b to server-3.
     old = p.PlacementMap({"dag_a": "server-1", "dag_b": "server-2"}, 1)
     new = p.PlacementMap({"dag_a": "server-2", "dag_b": "server-3"}, 2)
-    plan = p.plan_publish(new, {"server-2": (old, False), "server-3": (old, False)}, KNOWN)
+    plan = pp.plan_publish(new, {"server-2": (old, False), "server-3": (old, False)}, KNOWN)
     assert plan["blocked"] == {"server-2": {"dag_a": ["server-1"]}, "server-3": {"dag_b": ["server-2"]}}
     assert plan["revoke"] == plan["publish"] == []
 
@@ -284,10 +285,10 @@ def test_a_blocked_installation_keeps_what_it_would_lose_so_its_successor_waits_
 def test_a_moved_default_owner_counts_as_a_move():
     old = p.PlacementMap({}, 1, default="server-1")
     new = p.PlacementMap({}, 2, default="server-2")
-    plan = p.plan_publish(new, {"server-1": (old, False), "server-2": (old, False)}, ["server-1", "server-2"])
+    plan = pp.plan_publish(new, {"server-1": (old, False), "server-2": (old, False)}, ["server-1", "server-2"])
     assert plan["revoke"] == ["server-1"] and plan["gains"] == {"server-2": [p.DEFAULT_KEY]}
 
 
 def test_a_new_fleet_is_published_everywhere_at_once():
-    plan = p.plan_publish(M1, {"server-1": (None, False), "server-2": (None, False)}, ["server-1", "server-2"])
+    plan = pp.plan_publish(M1, {"server-1": (None, False), "server-2": (None, False)}, ["server-1", "server-2"])
     assert plan["revoke"] == [] and plan["publish"] == ["server-1", "server-2"]
