@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import getpass
+import json
 import os
 import socket
 import subprocess
@@ -60,7 +61,10 @@ class ActionModule(ActionBase):
             since=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         )
         if self._task.check_mode:
-            current = fleet_lock.read_record(lockfile)
+            try:
+                current = fleet_lock.read_record(lockfile)
+            except fleet_lock.LockError as exc:
+                raise AnsibleActionFail(str(exc))
             result["msg"] = "check mode: the fleet lock is not taken (it changes nothing)"
             result["holder"] = current or None
             return result
@@ -72,12 +76,19 @@ class ActionModule(ActionBase):
             line = proc.stdout.readline().decode("utf-8", "replace").strip()
             proc.stdout.close()
             if line.startswith("locked"):
-                result.update(msg="fleet lock taken: %s" % lockfile, holder=record, holder_pid=int(line.split()[1]))
+                _word, pid, left = (line.split(None, 2) + [""])[:3]
+                result.update(msg="fleet lock taken: %s" % lockfile, holder=record, holder_pid=int(pid))
+                if left:
+                    result["warnings"] = [self._left_behind(lockfile, left)]
                 return result
             proc.wait(timeout=10)
             if line != "busy":
-                raise AnsibleActionFail("cannot take the fleet lock %s: %s" % (lockfile, line or "the holder process failed"))
-            current = fleet_lock.read_record(lockfile)
+                reason = line[len("error "):] if line.startswith("error ") else line
+                raise AnsibleActionFail("cannot take the fleet lock %s: %s" % (lockfile, reason or "the holder process failed"))
+            try:
+                current = fleet_lock.read_record(lockfile)
+            except fleet_lock.LockError as exc:
+                raise AnsibleActionFail(str(exc))
             if not current.get("pid") and time.monotonic() < deadline:
                 time.sleep(0.1)  # a holder that has just taken it is still writing its record
                 continue
@@ -89,3 +100,17 @@ class ActionModule(ActionBase):
                 time.sleep(0.1)  # the run that held it has ended; its holder is exiting
                 continue
             raise AnsibleActionFail(fleet_lock.explain(lockfile, current), result=dict(result, holder=current))
+
+    @staticmethod
+    def _left_behind(lockfile, text):
+        """The warning for a lock record whose holder was killed without letting go."""
+        try:
+            record = json.loads(text)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict):
+            return "took over the fleet lock %s; it held a record that is not one of ours: %s" % (lockfile, text[:200])
+        return ("took over the fleet lock %s left by %s of %s (process %s on %s, since %s: %s): its holder ended without "
+                "letting go (killed, or its machine stopped). If that run was a failover, this run finishes it."
+                % (lockfile, record.get("playbook", "a playbook"), record.get("holder", "someone"), record.get("pid", "?"),
+                   record.get("host", "?"), record.get("since", "?"), record.get("command", "?")))

@@ -11,7 +11,10 @@ when its holder exits.  So the lock is released on every exit path (success, fai
 ``kill -9``) and a later run never meets a lock left behind by a dead run on this machine.
 
 The lock file holds a record of the run that took it (who, which playbook, the extra vars it
-was given by name only, since when), which a refused run prints.
+was given by name only, since when), which a refused run prints; the holder clears it when it
+lets go, so a record found by the next run that takes the lock was left by a holder that was
+killed, and that run says so.  The lock file is never opened through a symbolic link, and
+anything but a regular file in its place (a FIFO that would hang a run, a directory) is refused.
 
 This file has no Ansible import: the action plugin runs it as the holder process
 (``python fleet_lock.py hold ...``).
@@ -22,6 +25,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import stat
 import sys
 import time
 
@@ -122,12 +126,55 @@ def _extra_var_names(value):
     return " ".join("%s=..." % name for name in names) or "..."
 
 
-def read_record(path):
+#: The largest lock record read back (a record is a few hundred bytes).
+MAX_RECORD_BYTES = 65536
+
+
+def open_lock_file(path, create=False):
+    """A descriptor of the lock file, opened without following a link and without blocking.
+
+    Raises LockError naming the file when it is a symbolic link, a FIFO, a directory or anything
+    but a regular file: a root-run controller never writes through a link it did not create, and
+    a FIFO never hangs a run.  Returns None when it does not exist and *create* is false.
+    """
+    flags = (os.O_RDWR | os.O_CREAT if create else os.O_RDONLY) | getattr(os, "O_NOFOLLOW", 0) \
+        | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        with open(path, "r") as handle:
-            return json.loads(handle.read() or "{}")
-    except (OSError, ValueError):
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT and not create:
+            return None
+        if exc.errno == errno.ELOOP:
+            raise LockError("the fleet lock file %s is a symbolic link: the lock is never taken through a link; "
+                            "remove it" % path)
+        raise LockError("cannot open the fleet lock file %s: %s" % (path, exc.strerror))
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "directory" if stat.S_ISDIR(mode) else "FIFO" if stat.S_ISFIFO(mode) else "special file"
+        raise LockError("the fleet lock file %s is a %s, not a regular file: remove it" % (path, kind))
+    return fd
+
+
+def read_record(path):
+    """The record of the run that holds (or last held) the lock; {} when there is none or it is not JSON.
+
+    Raises LockError when the lock file is not a regular file (see open_lock_file).
+    """
+    fd = open_lock_file(path)
+    if fd is None:
         return {}
+    try:
+        data = os.read(fd, MAX_RECORD_BYTES)
+    except OSError:
+        return {}
+    finally:
+        os.close(fd)
+    try:
+        record = json.loads(data.decode("utf-8", "replace") or "{}")
+    except ValueError:
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def explain(path, record):
@@ -142,23 +189,32 @@ def explain(path, record):
 
 def hold(path, watch_pid, watch_start, record_text):
     """Holder process: take the lock, say so on stdout, keep it while the watched run lives."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        fd = open_lock_file(path, create=True)
+    except LockError as exc:
+        sys.stdout.write("error %s\n" % exc)
+        sys.stdout.flush()
+        return 1
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
         sys.stdout.write("busy\n" if exc.errno in (errno.EAGAIN, errno.EACCES) else "error %s\n" % exc.strerror)
         sys.stdout.flush()
         return 1
+    # A holder clears its record when it lets go: one still there was left by a holder that was killed
+    # (or a machine that stopped) while its run held the lock. It is reported, never taken over silently.
+    previous = os.read(fd, MAX_RECORD_BYTES).decode("utf-8", "replace").strip()
     os.ftruncate(fd, 0)
     os.pwrite(fd, (record_text + "\n").encode("utf-8"), 0)
     os.fsync(fd)
-    sys.stdout.write("locked %d\n" % os.getpid())
+    sys.stdout.write("locked %d %s\n" % (os.getpid(), " ".join(previous.split())))
     sys.stdout.flush()
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 1)  # the action plugin stops reading: nothing more goes to it
     deadline = time.monotonic() + MAX_HOLD_SECONDS
     while alive(watch_pid, watch_start) and time.monotonic() < deadline:
         time.sleep(POLL_SECONDS)
+    os.ftruncate(fd, 0)  # let go cleanly: the next run finds no record left behind
     os.close(fd)  # releases the flock
     return 0
 
