@@ -2,8 +2,10 @@
 
 Three directory installations on this machine (local connection, as in test_failover.py). A
 watcher thread re-reads every installation's map and fence every few milliseconds for the whole
-test and records any moment at which a DAG would run on two installations, and any installation
-whose generation went back. Every drill asserts both never happened.
+test and asks each installation's map, as its guard would, who runs the run of every DAG due at
+every instant that matters - far past, now, every handover and kept run and either side of it -
+and records any moment at which a run would have two runners, and any installation whose
+generation went back. Every drill asserts both never happened.
 
 Drills (each a regression test of a double-owner path found by an adversarial run):
 1. a revoke that fails (immutable placement directory), then site.yml: nothing is granted;
@@ -11,11 +13,17 @@ Drills (each a regression test of a double-owner path found by an adversarial ru
    (refused, naming the holder of the fleet lock), no installation goes back in generation;
 3. kill -9 of failover.yml at each step (journal, controller map, revoke, grant), then re-run;
 4. bad input that used to take installations down (size, control characters, aliases,
-   non-regular files, bad DAG lists, bad file modes) is refused before anything is written.
+   non-regular files, bad DAG lists, bad file modes) is refused before anything is written;
+5. run-level ownership: DAGs rotated past the handover cap, and failover_catchup_since run again
+   with an earlier time, with one installation's writes slowed down - no run has two runners;
+   handovers edited by hand, lock and journal files that are links or FIFOs, and extra vars that
+   are not what they say are refused, naming the value.
 """
 
 from __future__ import annotations
 
+import datetime
+import fcntl
 import json
 import os
 import signal
@@ -34,6 +42,18 @@ from failback_ansible import BIN, REPO, run_playbook
 NAMES = ("server-1", "server-2", "server-3")
 DAGS = ("dag_a", "dag_b", "dag_c")
 START_MAP = "dag_a: server-1\ndag_b: server-1\ndag_c: server-2\n"
+FAR_PAST = datetime.datetime(1971, 1, 1, tzinfo=datetime.timezone.utc)
+MICRO = datetime.timedelta(microseconds=1)
+
+
+def instants(maps, dag):
+    """Due times at which a map's answer for *dag* can change (and either side), the far past and now."""
+    found = {FAR_PAST, datetime.datetime.now(datetime.timezone.utc)}
+    for pmap in maps:
+        for handover in pmap.history(dag):
+            for moment in [handover.at_time] + sorted(handover.kept_times):
+                found.update((moment - MICRO, moment, moment + MICRO))
+    return sorted(found)
 
 
 class Fleet(object):
@@ -87,12 +107,23 @@ class Fleet(object):
         pmap, _fenced = self.held(name)
         return pmap.generation if pmap else None
 
-    def runners(self, dag_id):
+    def runners(self, dag_id, due=None):
+        """Who runs the run of *dag_id* due at *due* (None: the DAG's current owner, as the tests assert it)."""
         found = []
         for name in NAMES:
             pmap, fenced = self.held(name)
-            if pmap is not None and not fenced and pmap.owner(dag_id) == name:
+            if pmap is not None and not fenced and (pmap.owner(dag_id) if due is None else pmap.owner_at(dag_id, due)) == name:
                 found.append(name)
+        return found
+
+    def double_runs(self, dag_id):
+        """``[(due, runners)]`` of the runs of *dag_id* that two installations would run now."""
+        maps = [pmap for pmap, _fenced in (self.held(name) for name in NAMES) if pmap is not None]
+        found = []
+        for due in instants(maps, dag_id):
+            runners = self.runners(dag_id, due)
+            if len(runners) > 1:
+                found.append((placement.format_time(due), runners))
         return found
 
     def owners(self):
@@ -122,10 +153,9 @@ class Watcher(threading.Thread):
     def run(self):
         deadline = time.monotonic() + 900  # bounded: a test never runs this long
         while not self.stop_event.is_set() and time.monotonic() < deadline:
-            for dag in DAGS:
-                runners = self.fleet.runners(dag)
-                if len(runners) > 1:
-                    self.double.append((dag, runners))
+            for dag in DAGS + ("dag_unlisted",):
+                for due, runners in self.fleet.double_runs(dag):
+                    self.double.append((dag, due, runners))
             for name in NAMES:
                 generation = self.fleet.generation(name)
                 if generation is not None:
@@ -139,7 +169,7 @@ class Watcher(threading.Thread):
         self.stop_event.set()
         self.join(10)
         assert self.samples > 10, "the watcher did not run"
-        assert not self.double, "a DAG had two owners: %s" % self.double[:5]
+        assert not self.double, "a run had two runners: %s" % self.double[:5]
         assert not self.backwards, "an installation went back in generation: %s" % self.backwards[:5]
 
 
@@ -346,7 +376,7 @@ def test_control_characters_never_reach_a_map(fleet, updated_by, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    ({"mode": "abc"}, "mode must be in octal or symbolic form"),
+    ({"mode": "abc"}, "mode 'abc' is not a file mode: give it in octal as a quoted string"),
     ({"owner": "nosuchuser"}, "failed to look up user nosuchuser"),
 ])
 def test_bad_file_arguments_change_nothing(fleet, tmp_path, args, message):
@@ -395,5 +425,146 @@ def test_a_fifo_as_controller_map_fails_at_once(fleet, tmp_path):
 def test_bad_dag_lists_are_named(fleet, dags, message):
     before = fleet.snapshot()
     run = run_playbook("failover.yml", fleet.inventory, {"failover_dags": dags, "failover_to": "server-2"})
+    assert run.rc != 0 and message in run.text(), run
+    assert fleet.snapshot() == before
+
+
+# ----------------------------------------------------------------------------- 5. runs, not DAGs
+
+
+def slow_python(tmp_path, seconds):
+    """An interpreter that waits *seconds* before every module: that installation's writes lag behind."""
+    script = tmp_path / ("python-slow-%s" % seconds)
+    script.write_text("#!/bin/sh\nsleep %s\nexec %s \"$@\"\n" % (seconds, sys.executable))
+    script.chmod(0o755)
+    return str(script)
+
+
+def _hours_ago(hours):
+    return placement.format_time(datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=hours))
+
+
+def test_dags_rotated_past_the_handover_cap_never_give_a_run_two_runners(fleet, tmp_path):
+    """dag_a and dag_b rotated server-1 -> server-2 -> server-3 -> ... past the 8-handover cap."""
+    owners = ["server-1", "server-2", "server-3"]
+    history = "".join('      - {at: "%s", from: "%s"}\n' % (_hours_ago(9 - step), owners[step % 3]) for step in range(7))
+    with open(fleet.map_src, "w") as handle:
+        handle.write('"@failback":\n  generation: 5\n  handovers:\n    dag_a:\n%s    dag_b:\n%s'
+                     'dag_a: server-2\ndag_b: server-2\ndag_c: server-2\n' % (history, history))
+    assert run_playbook("publish.yml", fleet.inventory).rc == 0
+    slow = fleet.write_inventory("slow.yml", {"server-3": {"ansible_python_interpreter": slow_python(tmp_path, 2)}})
+    for source, to in (("server-2", "server-3"), ("server-3", "server-1"), ("server-1", "server-2")):
+        run = run_playbook("failover.yml", slow, {"failover_from": source, "failover_dags": "dag_a,dag_b", "failover_to": to})
+        assert run.rc == 0, run
+    control = placement.read_map_file(fleet.map_src)
+    kept = control.history("dag_a")
+    assert len(kept) == placement.MAX_HANDOVERS and kept[0].floor, kept
+    assert control.owner_at("dag_a", _hours_ago(10)) is None, "the forgotten runs belong to nobody"
+    assert fleet.runners("dag_a", kept[0].at_time - MICRO) == []
+    fleet.watcher.finish()
+
+
+def test_catchup_since_run_again_revokes_the_old_owner_first(fleet, tmp_path):
+    first = run_playbook("failover.yml", fleet.inventory,
+                         {"failover_from": "server-1", "failover_dags": "dag_a", "failover_to": "server-2",
+                          "failover_force": True})
+    assert first.rc == 0, first
+    handover = placement.read_map_file(fleet.map_src).last_handover("dag_a").at_time
+    since = placement.format_time(handover - datetime.timedelta(minutes=30))
+    slow = fleet.write_inventory("slow.yml", {"server-1": {"ansible_python_interpreter": slow_python(tmp_path, 5)}})
+    again = run_playbook("failover.yml", slow, {"failover_from": "server-1", "failover_dags": "dag_a", "failover_to": "server-2",
+                                                "failover_force": True, "failover_catchup_since": since})
+    assert again.rc == 0, again
+    assert "no DAG changed owner, runs did: dag_a runs due from %s to %s: server-1 -> server-2" % (
+        since, placement.format_time(handover)) in again.text(), again
+    assert "revoke first: server-1" in again.text()
+    assert fleet.runners("dag_a", since) == ["server-2"]
+    fleet.watcher.finish()
+
+
+def test_a_handover_edited_into_the_future_is_refused_before_anything_is_written(fleet):
+    with open(fleet.map_src, "w") as handle:
+        handle.write('"@failback":\n  generation: 3\n  handovers:\n    dag_a:\n'
+                     '      - {at: "2099-01-01T00:00:00Z", from: "server-3"}\ndag_a: server-1\ndag_b: server-1\n'
+                     'dag_c: server-2\n')
+    before = fleet.snapshot()
+    for playbook, extra in (("site.yml", {}), ("failover.yml", {"failover_dags": "dag_c", "failover_to": "server-3"})):
+        run = run_playbook(playbook, fleet.inventory, extra)
+        assert run.rc != 0, run
+        assert "placement map %s: handovers of dag_a: at 2099-01-01T00:00:00Z is in the future" % fleet.map_src \
+            in run.text() or "the controller's map %s: handovers of dag_a: at 2099-01-01T00:00:00Z is in the future" \
+            % fleet.map_src in run.text(), run
+        assert fleet.snapshot() == before
+
+
+def released(lock):
+    """Wait (bounded) until the holder of the last run has let go of the fleet lock."""
+    deadline = time.monotonic() + 10
+    with open(lock, "a") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(handle, fcntl.LOCK_UN)
+                return
+            except OSError:
+                assert time.monotonic() < deadline, "the fleet lock was not let go"
+                time.sleep(0.05)
+
+
+def test_lock_and_journal_files_are_never_followed_or_waited_on(fleet, tmp_path):
+    lock = os.path.join(fleet.root, "placement.lock")
+    journal = os.path.join(fleet.root, "placement.failover.json")
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me\n")
+    released(lock)
+    os.unlink(lock)
+    os.symlink(str(precious), lock)
+    run = run_playbook("failover.yml", fleet.inventory, {"failover_dags": "dag_c", "failover_to": "server-3"})
+    assert run.rc != 0 and "the fleet lock file %s is a symbolic link" % lock in run.text(), run
+    assert precious.read_text() == "keep me\n"
+    os.unlink(lock)
+    for path, check in ((lock, True), (journal, False)):
+        os.mkfifo(path)
+        start = time.monotonic()
+        run = run_playbook("failover.yml", fleet.inventory, {"failover_dags": "dag_c", "failover_to": "server-3"},
+                           check=check, timeout=120)
+        assert run.rc != 0 and "is a FIFO, not a regular file" in run.text(), run
+        assert time.monotonic() - start < 60
+        os.unlink(path)
+    assert fleet.generation() == 0
+
+
+def test_a_stale_lock_and_an_ignored_journal_are_said(fleet):
+    lock = os.path.join(fleet.root, "placement.lock")
+    released(lock)
+    with open(lock, "w") as handle:
+        json.dump({"playbook": "failover.yml", "holder": "alice@gone", "pid": 4711, "host": "gone",
+                   "since": "2026-12-01T10:00:00Z", "command": "ansible-playbook failover.yml"}, handle)
+    with open(os.path.join(fleet.root, "placement.failover.json"), "w") as handle:
+        json.dump({"state": "committed", "generation": 99, "before": {}, "after": {}, "by": "bob@gone",
+                   "started_at": "2026-12-01T09:00:00Z", "requests": [{"to": "server-3"}]}, handle)
+    run = run_playbook("failover.yml", fleet.inventory, {"failover_dags": "dag_c", "failover_to": "server-3"})
+    assert run.rc == 0, run
+    text = " ".join(run.text().split())
+    assert "took over the fleet lock %s left by failover.yml of alice@gone (process 4711 on gone" % lock in text, run
+    assert "records an unfinished failover (generation 99, started 2026-12-01T09:00:00Z by bob@gone)" in text, run
+
+
+@pytest.mark.parametrize("playbook, extra, message", [
+    ("failover.yml", {"failover_drain_timeout": -5}, "failover_drain_timeout=-5 is out of range: give whole seconds from 0 to 86400"),
+    ("failover.yml", {"failover_drain_timeout": "abc"}, "argument 'failover_drain_timeout' is of type"),
+    ("failover.yml", {"failover_drain_timeout": "300s"}, "argument 'failover_drain_timeout' is of type"),
+    ("failover.yml", {"failover_catchup_lookback": -1}, "failover_catchup_lookback=-1 is out of range"),
+    ("failover.yml", {"failover_drain": "maybe"}, "The value 'maybe' is not a valid boolean"),
+    ("failover.yml", {"failover_catchup": "maybe"}, "The value 'maybe' is not a valid boolean"),
+    ("failover.yml", {"failover_drian": False}, "Unknown extra var(s) failover_drian: a typo would be ignored silently"),
+    ("status.yml", {"status_check_files": "maybe"}, "The value 'maybe' is not a valid boolean"),
+    ("status.yml", {"status_fail_on": "sometimes"}, "value of status_fail_on must be one of: warning, error, critical, got: sometimes"),
+    ("status.yml", {"status_files_differ": {"server-9": ["/x"]}}, "files_differ names 'server-9', which is not an installation"),
+])
+def test_extra_vars_that_are_not_what_they_say_are_refused(fleet, playbook, extra, message):
+    extra = dict({"failover_dags": "dag_c", "failover_to": "server-3"} if playbook == "failover.yml" else {}, **extra)
+    before = fleet.snapshot()
+    run = run_playbook(playbook, fleet.inventory, extra)
     assert run.rc != 0 and message in run.text(), run
     assert fleet.snapshot() == before
