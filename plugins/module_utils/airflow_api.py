@@ -23,6 +23,7 @@ except ImportError:  # pragma: no cover - Python 2 is not supported, this keeps 
     from urllib import quote, urlencode  # type: ignore[attr-defined,no-redef]
 
 from ansible_collections.failback.airflow.plugins.module_utils import placement
+from ansible_collections.failback.airflow.plugins.module_utils.airflow_kube import KUBERNETES_OPTIONS
 
 #: Components of /api/v2/monitor/health and the compose service that runs each.
 HEALTH_COMPONENTS = {
@@ -36,10 +37,13 @@ PAGE_SIZE = 100
 
 #: Options of every module that talks to the API (documented in the failback.airflow.api doc fragment).
 CONNECTION_ARGUMENT_SPEC = dict(
-    url=dict(type="str", required=True),
+    url=dict(type="str"),
+    kubernetes=dict(type="dict", options=KUBERNETES_OPTIONS),
     request_timeout=dict(type="int", default=10),
     validate_certs=dict(type="bool", default=True),
 )
+CONNECTION_MUTUALLY_EXCLUSIVE = [("url", "kubernetes")]
+CONNECTION_REQUIRED_ONE_OF = [("url", "kubernetes")]
 
 
 #: Options of the modules that log in (documented in the failback.airflow.api.login doc fragment).
@@ -49,7 +53,29 @@ LOGIN_ARGUMENT_SPEC = dict(
     password_file=dict(type="path", no_log=False),
 )
 LOGIN_MUTUALLY_EXCLUSIVE = [("password", "password_file")]
-LOGIN_REQUIRED_ONE_OF = [("password", "password_file")]
+#: The password may also come from kubernetes.password_secret, so Client.login_with checks that one is given.
+LOGIN_REQUIRED_ONE_OF = []
+
+
+def module_kwargs(argument_spec, login=True, mutually_exclusive=(), required_one_of=(), **extra):
+    """AnsibleModule keywords for a module that talks to the API: its own options plus the connection
+    options (and the login options with *login*), with the rules that tie them together."""
+    spec = dict(CONNECTION_ARGUMENT_SPEC, **(LOGIN_ARGUMENT_SPEC if login else {}))
+    spec.update(argument_spec)
+    return dict(argument_spec=spec,
+                mutually_exclusive=list(mutually_exclusive) + CONNECTION_MUTUALLY_EXCLUSIVE
+                + (LOGIN_MUTUALLY_EXCLUSIVE if login else []),
+                required_one_of=list(required_one_of) + CONNECTION_REQUIRED_ONE_OF + (LOGIN_REQUIRED_ONE_OF if login else []),
+                supports_check_mode=True, **extra)
+
+
+def where(params):
+    """The installation's API for messages: its URL, or the Service behind the Kubernetes API."""
+    kube = params.get("kubernetes")
+    if kube:
+        return "Airflow of Service %s:%s in namespace %s (through the Kubernetes API)" % (
+            kube["service"], kube.get("port") or "http", kube["namespace"])
+    return "Airflow at %s" % params.get("url")
 
 
 class AirflowApiError(RuntimeError):
@@ -146,6 +172,11 @@ class Client(object):
         self.transport = transport
         self.timeout = timeout
         self.token = None
+        #: Send the token as this cookie instead of an Authorization header (through a proxy that
+        #: authenticates with that header itself: the Kubernetes API's Service proxy).
+        self.token_cookie = None
+        #: ``password_source(username)``: where the password comes from when the options give none.
+        self.password_source = None
 
     def _call(self, method, path, body=None, query=None, auth=True, expect=(200,)):
         url = self.base_url + path
@@ -154,7 +185,9 @@ class Client(object):
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = "application/json"
-        if auth and self.token:
+        if auth and self.token and self.token_cookie:
+            headers["Cookie"] = "%s=%s" % (self.token_cookie, self.token)
+        elif auth and self.token:
             headers["Authorization"] = "Bearer " + self.token
         status, text = self.transport(method, url, headers, None if body is None else json.dumps(body), self.timeout)
         if status not in expect:
@@ -168,10 +201,16 @@ class Client(object):
         return self._call("GET", "/api/v2/monitor/health", auth=False)
 
     def login_with(self, params):
-        """Log in with the module's username and password or password_file (LOGIN_ARGUMENT_SPEC)."""
+        """Log in with the module's username and password, password_file or (through the Kubernetes API) the
+        password Secret (LOGIN_ARGUMENT_SPEC)."""
         password = params.get("password")
-        if password is None:
+        if password is None and params.get("password_file"):
             password = password_from_file(params["password_file"], params["username"])
+        elif password is None and self.password_source is not None:
+            password = self.password_source(params["username"])
+        elif password is None:
+            raise AirflowApiError("give the password of %s: password, password_file or kubernetes.password_secret"
+                                  % params["username"])
         return self.login(params["username"], password)
 
     def login(self, username, password):

@@ -117,7 +117,7 @@ truncated:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.failback.airflow.plugins.module_utils import airflow_api, catchup, placement
-from ansible_collections.failback.airflow.plugins.module_utils.airflow_http import make_transport
+from ansible_collections.failback.airflow.plugins.module_utils.airflow_http import connect
 
 
 def main():
@@ -129,8 +129,8 @@ def main():
         )
     )
     params = module.params
-    client = catchup.RunsClient(params["url"], make_transport(params["validate_certs"]), params["request_timeout"])
     try:
+        client = connect(params, catchup.RunsClient)
         client.login_with(params)
         pmap, dags, missing = catchup.select(client, params)
         described, truncated = catchup.read_runs(client, dags, pmap, params["lookback"], params["limit"])
@@ -141,7 +141,7 @@ def main():
                 client.clear_run(run["dag_id"], run["run_id"])
                 client.note_run(run["dag_id"], run["run_id"], params["note"])
     except (airflow_api.AirflowApiError, placement.PlacementError, ValueError) as exc:
-        module.fail_json(msg="Airflow at %s: %s" % (params["url"], exc))
+        module.fail_json(msg="%s: %s" % (airflow_api.where(params), exc))
     module.exit_json(changed=bool(rerun), rerun=rerun, left=left, dags=dags, missing=missing, truncated=truncated)
 
 

@@ -138,28 +138,24 @@ dags:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.failback.airflow.plugins.module_utils import airflow_api, placement
-from ansible_collections.failback.airflow.plugins.module_utils.airflow_http import make_transport
+from ansible_collections.failback.airflow.plugins.module_utils.airflow_http import connect
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
+    module = AnsibleModule(**airflow_api.module_kwargs(
+        dict(
             paused=dict(type="bool", required=True),
             dag_ids=dict(type="list", elements="str"),
             moved=dict(type="str", choices=["away", "here"]),
             map_before=dict(type="raw"),
             map_after=dict(type="raw"),
             installation=dict(type="str"),
-            **dict(airflow_api.CONNECTION_ARGUMENT_SPEC, **airflow_api.LOGIN_ARGUMENT_SPEC)
         ),
-        mutually_exclusive=[("dag_ids", "moved")] + airflow_api.LOGIN_MUTUALLY_EXCLUSIVE,
-        required_one_of=[("dag_ids", "moved")] + airflow_api.LOGIN_REQUIRED_ONE_OF,
-        required_by={"moved": ("map_before", "map_after", "installation")},
-        supports_check_mode=True,
-    )
+        mutually_exclusive=[("dag_ids", "moved")], required_one_of=[("dag_ids", "moved")],
+        required_by={"moved": ("map_before", "map_after", "installation")}))
     params = module.params
-    client = airflow_api.Client(params["url"], make_transport(params["validate_certs"]), params["request_timeout"])
     try:
+        client = connect(params)
         client.login_with(params)
         current = client.dags()
         if params["moved"]:
@@ -172,7 +168,7 @@ def main():
         for dag_id in to_change:
             after[dag_id] = params["paused"] if module.check_mode else client.set_paused(dag_id, params["paused"])
     except (airflow_api.AirflowApiError, placement.PlacementError, ValueError) as exc:
-        module.fail_json(msg="Airflow at %s: %s" % (params["url"], exc))
+        module.fail_json(msg="%s: %s" % (airflow_api.where(params), exc))
     diff = dict(
         before="".join("%s: %s\n" % (d, "paused" if current[d] else "active") for d in selected if d in current),
         after="".join("%s: %s\n" % (d, "paused" if after[d] else "active") for d in selected if d in after),

@@ -108,26 +108,24 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.failback.airflow.plugins.module_utils import airflow_api
-from ansible_collections.failback.airflow.plugins.module_utils.airflow_http import make_transport
+from ansible_collections.failback.airflow.plugins.module_utils.airflow_http import connect
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            components=dict(type="list", elements="str",
-                            default=["metadatabase", "scheduler", "dag_processor", "triggerer"]),
-            timeout=dict(type="int", default=300),
-            interval=dict(type="int", default=3),
-            **airflow_api.CONNECTION_ARGUMENT_SPEC,
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(**airflow_api.module_kwargs(dict(
+        components=dict(type="list", elements="str", default=["metadatabase", "scheduler", "dag_processor", "triggerer"]),
+        timeout=dict(type="int", default=300),
+        interval=dict(type="int", default=3),
+    ), login=False))
     params = module.params
     unknown = sorted(set(params["components"]) - set(airflow_api.HEALTH_COMPONENTS))
     if unknown:
         module.fail_json(msg="unknown component(s) %s; allowed: %s" % (
             ", ".join(unknown), ", ".join(sorted(airflow_api.HEALTH_COMPONENTS))))
-    client = airflow_api.Client(params["url"], make_transport(params["validate_certs"]), params["request_timeout"])
+    try:
+        client = connect(params)
+    except airflow_api.AirflowApiError as exc:
+        module.fail_json(msg="%s: %s" % (airflow_api.where(params), exc))
     deadline = time.monotonic() + max(params["timeout"], 0)
     attempts = 0
     health, problems = {}, {}
@@ -147,8 +145,8 @@ def main():
                   attempts=attempts)
     if problems:
         module.fail_json(
-            msg="Airflow at %s is not healthy after %d s: %s" % (
-                params["url"], params["timeout"], "; ".join("%s: %s" % item for item in sorted(problems.items()))),
+            msg="%s is not healthy after %d s: %s" % (
+                airflow_api.where(params), params["timeout"], "; ".join("%s: %s" % item for item in sorted(problems.items()))),
             **result)
     module.exit_json(**result)
 

@@ -110,19 +110,19 @@ truncated:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.failback.airflow.plugins.module_utils import airflow_api, catchup, placement
-from ansible_collections.failback.airflow.plugins.module_utils.airflow_http import make_transport
+from ansible_collections.failback.airflow.plugins.module_utils.airflow_http import connect
 
 
 def main():
     module = AnsibleModule(**catchup.module_kwargs())
     params = module.params
-    client = catchup.RunsClient(params["url"], make_transport(params["validate_certs"]), params["request_timeout"])
     try:
+        client = connect(params, catchup.RunsClient)
         client.login_with(params)
         pmap, dags, missing = catchup.select(client, params)
         described, truncated = catchup.read_runs(client, dags, pmap, params["lookback"], params["limit"])
     except (airflow_api.AirflowApiError, placement.PlacementError, ValueError) as exc:
-        module.fail_json(msg="Airflow at %s: %s" % (params["url"], exc))
+        module.fail_json(msg="%s: %s" % (airflow_api.where(params), exc))
     view = catchup.old_owner_view(described, pmap, params["installation"])
     module.exit_json(changed=False, dags=dags, missing=missing, runs=described, truncated=truncated, **view)
 

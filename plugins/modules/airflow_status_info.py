@@ -86,33 +86,26 @@ status:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.failback.airflow.plugins.module_utils import airflow_api, fleet
-from ansible_collections.failback.airflow.plugins.module_utils.airflow_http import make_transport
+from ansible_collections.failback.airflow.plugins.module_utils.airflow_http import connect
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            dict(airflow_api.CONNECTION_ARGUMENT_SPEC, **airflow_api.LOGIN_ARGUMENT_SPEC),
-            components=dict(type="list", elements="str",
-                            default=["metadatabase", "scheduler", "dag_processor", "triggerer"]),
-            window=dict(type="int", default=fleet.DEFAULT_WINDOW),
-            limit=dict(type="int", default=1000),
-        ),
-        mutually_exclusive=airflow_api.LOGIN_MUTUALLY_EXCLUSIVE,
-        required_one_of=airflow_api.LOGIN_REQUIRED_ONE_OF,
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(**airflow_api.module_kwargs(dict(
+        components=dict(type="list", elements="str", default=["metadatabase", "scheduler", "dag_processor", "triggerer"]),
+        window=dict(type="int", default=fleet.DEFAULT_WINDOW),
+        limit=dict(type="int", default=1000),
+    )))
     params = module.params
     for name in ("window", "limit"):
         if params[name] < 1:
             module.fail_json(msg="%s must be a positive number of %s, not %d"
                              % (name, "seconds" if name == "window" else "entries", params[name]))
-    client = fleet.StatusClient(params["url"], make_transport(params["validate_certs"]), params["request_timeout"])
     try:
+        client = connect(params, fleet.StatusClient)
         client.login_with(params)
         status = fleet.read_installation(client, params["components"], window=params["window"], limit=params["limit"])
     except (airflow_api.AirflowApiError, ValueError) as exc:
-        module.fail_json(msg="Airflow at %s: %s" % (params["url"], exc))
+        module.fail_json(msg="%s: %s" % (airflow_api.where(params), exc))
     module.exit_json(changed=False, status=status)
 
 

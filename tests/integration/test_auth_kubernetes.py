@@ -1,6 +1,6 @@
 """Who may sign in to a Kubernetes installation: the airflow_auth role's kubernetes target and its users Job.
 
-Against a Kubernetes API on 127.0.0.1 (credentials/fake_kube.py: Secrets, ConfigMaps, Namespaces and Jobs),
+Against a Kubernetes API on 127.0.0.1 (tests/fake_kube.py: Secrets, ConfigMaps, Namespaces and Jobs),
 auth/kubernetes.yml runs the airflow_kubernetes role's sign-in steps: the auth ConfigMap and Secret, then the
 users Job from the role's own template. No controller runs Jobs there, so the test does what the kubelet would:
 it lays out the Job's projected auth volume (the ConfigMap and Secret items the Job names) in a directory, runs the
@@ -29,7 +29,7 @@ import yaml
 from failback_ansible import REPO, run_playbook
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "credentials"))
-from fake_kube import FakeKube  # noqa: E402  (tests/integration/credentials)
+from fake_kube import FakeKube  # noqa: E402  (tests/fake_kube.py)
 
 PLAYBOOK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "auth", "kubernetes.yml")
 AIRFLOW_PYTHON = os.path.join(REPO, ".venv-airflow", "bin", "python")

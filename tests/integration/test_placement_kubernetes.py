@@ -1,6 +1,6 @@
 """The placement map on a Kubernetes installation, against a Kubernetes API on 127.0.0.1.
 
-The fake API (credentials/fake_kube.py) keeps ConfigMaps with resourceVersions and refuses a
+The fake API (tests/fake_kube.py) keeps ConfigMaps with resourceVersions and refuses a
 replace whose version is stale, as the API server does. One cluster installation (ConfigMaps in
 namespace ``af``) and one directory installation; site.yml, publish.yml and failover.yml:
 
@@ -24,7 +24,7 @@ from ansible_collections.failback.airflow.plugins.module_utils import placement
 from failback_ansible import run_playbook
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "credentials"))
-from fake_kube import FakeKube  # noqa: E402  (tests/integration/credentials)
+from fake_kube import FakeKube  # noqa: E402  (tests/fake_kube.py)
 
 START_MAP = "dag_a: k8s-prod\ndag_b: server-1\n"
 
