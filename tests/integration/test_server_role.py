@@ -48,7 +48,7 @@ def _failure_messages(run):
          'Bad airflow_server settings: airflow_server_project_name is "Bad Name" (allowed: lowercase letters, digits, - and _).'),
         ({"airflow_server_api_port": 70000}, "Bad airflow_server settings: airflow_server_api_port is 70000 (allowed: 1-65535)."),
         ({"airflow_server_environment": {"AIRFLOW__CORE__FERNET_KEY": "abc"}},
-         "without secret values (offending keys: AIRFLOW__CORE__FERNET_KEY)"),
+         "airflow_server_environment holds what looks like a secret (AIRFLOW__CORE__FERNET_KEY)"),
         ({"airflow_server_build_pip_packages": ["ok==1", "bad; rm -rf /"]},
          "must be a list of pip requirement specifiers"),
         ({"airflow_dag_bundles": [{"name": "dags", "repo_url": "https://bot:tok@git.example.com/d.git"}]},
@@ -57,7 +57,7 @@ def _failure_messages(run):
          "unknown key(s) branch for a git bundle"),
         ({"airflow_server_remote_logging": True, "airflow_server_remote_log_folder": "/var/log/airflow",
           "airflow_server_remote_log_conn_id": "task_logs"},
-         "Remote logging needs airflow_server_remote_log_folder as s3://BUCKET/PREFIX (now /var/log/airflow)"),
+         "airflow_server_remote_log_folder is '/var/log/airflow': give s3://BUCKET/PREFIX"),
     ],
 )
 def test_bad_settings_fail_before_anything_is_written(tmp_path, playbook, extra, expected):
