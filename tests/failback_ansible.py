@@ -47,9 +47,19 @@ class PlaybookRun(object):
     def text(self):
         return self.stdout + self.stderr
 
+    def failed_tasks(self):
+        """``"task on host: message"`` for every task that failed (also the rescued and ignored ones)."""
+        found = []
+        for play in self.json.get("plays", []):
+            for task in play.get("tasks", []):
+                for host, result in task["hosts"].items():
+                    if result.get("failed") or result.get("unreachable"):
+                        found.append("%s on %s: %s" % (task["task"]["name"], host, str(result.get("msg"))[:2000]))
+        return found
+
     def __repr__(self):
-        return "PlaybookRun(rc=%s, stats=%s)\nSTDERR:\n%s\nSTDOUT (tail):\n%s" % (
-            self.rc, self.stats, self.stderr[-3000:], self.stdout[-6000:])
+        return "PlaybookRun(rc=%s, stats=%s)\nFAILED TASKS:\n%s\nSTDERR:\n%s\nSTDOUT (tail):\n%s" % (
+            self.rc, self.stats, "\n".join(self.failed_tasks()) or "-", self.stderr[-3000:], self.stdout[-6000:])
 
 
 def run_playbook(playbook, inventory, extra_vars=None, check=False, diff=False, verbosity=0, env=None, timeout=PLAYBOOK_TIMEOUT):

@@ -38,6 +38,12 @@ def _map_data(pmap):
     return pmap.to_data() if pmap is not None else None
 
 
+def _held_map(value, name):
+    """The map an installation holds: data (a files target reads and parses it) or YAML text (a cluster's ConfigMap)."""
+    source = "map held by %s" % name
+    return placement.parse_map(value, source=source) if isinstance(value, str) else placement.from_data(dict(value), source=source)
+
+
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _requires_connection = False
@@ -183,7 +189,7 @@ class ActionModule(ActionBase):
             elif held.get("fenced") or not held.get("map"):
                 running[name] = None
             else:
-                running[name] = placement.from_data(dict(held["map"]), source="map held by %s" % name)
+                running[name] = _held_map(held["map"], name)
         return running
 
     @staticmethod
@@ -203,7 +209,7 @@ class ActionModule(ActionBase):
             elif published.get("generation") not in (None, ""):
                 held[name] = int(published["generation"])
             elif current:
-                held[name] = placement.from_data(dict(current)).generation
+                held[name] = _held_map(current, name).generation
             else:
                 held[name] = None
         return held, fenced

@@ -201,14 +201,9 @@ SELECTION_ARGUMENT_SPEC = dict(
 
 def module_kwargs(**extra_options):
     """The AnsibleModule keywords of the modules that read runs around a handover and log in."""
-    return dict(
-        argument_spec=dict(extra_options, **dict(SELECTION_ARGUMENT_SPEC,
-                                                 **dict(airflow_api.CONNECTION_ARGUMENT_SPEC, **airflow_api.LOGIN_ARGUMENT_SPEC))),
-        mutually_exclusive=[("dag_ids", "moved")] + airflow_api.LOGIN_MUTUALLY_EXCLUSIVE,
-        required_one_of=[("dag_ids", "moved")] + airflow_api.LOGIN_REQUIRED_ONE_OF,
-        required_by={"moved": ("map_before",)},
-        supports_check_mode=True,
-    )
+    return airflow_api.module_kwargs(dict(extra_options, **SELECTION_ARGUMENT_SPEC),
+                                     mutually_exclusive=[("dag_ids", "moved")], required_one_of=[("dag_ids", "moved")],
+                                     required_by={"moved": ("map_before",)})
 
 
 def select(client, params):

@@ -161,7 +161,7 @@ def _leaks(name, airflow, pmap):
 def assess(pmap, installations, files_differ=None):
     """The fleet report for the controller's map *pmap* (a PlacementMap) and *installations*.
 
-    *installations*: ``{name: {"role": str, "held": {"reachable", "map" (its data) or "generation", "fenced"
+    *installations*: ``{name: {"role": str, "held": {"reachable", "map" (its data or YAML text) or "generation", "fenced"
     (the reason, or a bool), "error"}, "airflow": read_installation() data, or None when not read, or
     {"error": msg}, "drift": the files a check-mode site.yml would change there, or None when not checked}}``
     - "held" is the placement role's fact airflow_placement_held.
@@ -183,7 +183,9 @@ def assess(pmap, installations, files_differ=None):
         held = dict(info.get("held") or {})
         if held.get("map") is not None and held.get("generation") is None:
             try:
-                held["generation"] = placement.from_data(held["map"], source="the map %s holds" % name).generation
+                source = "the map %s holds" % name
+                held["generation"] = (placement.parse_map(held["map"], source=source) if isinstance(held["map"], str)
+                                      else placement.from_data(held["map"], source=source)).generation
             except placement.PlacementError as exc:
                 held.update(reachable=False, error=str(exc))
         if held.get("fenced") and not held.get("fence_reason") and not isinstance(held["fenced"], bool):
@@ -387,7 +389,7 @@ def preflight(after, target, moved, airflow, role="", sources=None):
     gained.discard(placement.DEFAULT_KEY)
     if airflow is None:
         return {"findings": [], "stop": [], "lines": [], "message": None,
-                "note": "%s: its Airflow was not read (no REST status for its role)" % target}
+                "note": "%s: its Airflow was not read (its REST API is not known: airflow_installation_api)" % target}
     report = assess(after, {target: {"role": role, "airflow": airflow,
                                      "held": {"reachable": True, "generation": after.generation}}})
     parsed = set((airflow.get("dags") or {}) if not airflow.get("error") else ())

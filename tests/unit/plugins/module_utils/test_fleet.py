@@ -378,3 +378,16 @@ def test_a_moved_dag_not_listed_because_its_file_fails_to_import_is_named_with_t
     # without the old owner's answer it is a DAG the new owner does not parse
     alone = fleet.preflight(AFTER, "server-1", MOVE, target)
     assert [(f["code"], f["subject"]) for f in alone["stop"]] == [("owner_does_not_parse", "sales")]
+
+
+def test_a_map_held_as_yaml_text_is_read_like_data():
+    """A cluster's placement role reads the ConfigMap's text: the fleet status parses it (it once reported it unreachable)."""
+    fleet_data = clean()
+    fleet_data["server-2"]["held"] = {"reachable": True, "map": p.dump_map(MAP), "fenced": None}
+    report = fleet.assess(MAP, fleet_data)
+    row = [r for r in report["installations"] if r["installation"] == "server-2"][0]
+    assert row["reachable"] and row["generation"] == MAP.generation
+    assert not [f for f in report["findings"] if f["code"] == "unreachable"]
+    fleet_data["server-2"]["held"]["map"] = "dag_a: [not, a, name]\n"
+    found = [f for f in fleet.assess(MAP, fleet_data)["findings"] if f["code"] == "unreachable"]
+    assert found and "maps to ['not', 'a', 'name']" in found[0]["detail"]
