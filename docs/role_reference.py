@@ -46,8 +46,10 @@ def default_of(spec):
     return "`%s`" % text.replace("|", "\\|")
 
 
-def options_table(options):
-    lines = ["| Variable | Type | Default | Description |", "| --- | --- | --- | --- |"]
+def options_table(options, prefix="", lines=None):
+    """One row per option; the suboptions of a dict (or of a list's dict elements) follow it as ``name.sub``."""
+    if lines is None:
+        lines = ["| Variable | Type | Default | Description |", "| --- | --- | --- | --- |"]
     for name in sorted(options):
         spec = options[name]
         kind = spec.get("type", "str")
@@ -56,7 +58,9 @@ def options_table(options):
         text = " ".join(paragraphs(spec.get("description")))
         if spec.get("choices"):
             text += " Choices: %s." % ", ".join("`%s`" % c for c in spec["choices"])
-        lines.append("| `%s` | %s | %s | %s |" % (name, kind, default_of(spec), text))
+        lines.append("| `%s%s` | %s | %s | %s |" % (prefix, name, kind, default_of(spec), text))
+        if spec.get("options"):
+            options_table(spec["options"], prefix + name + ("[]." if spec.get("type") == "list" else "."), lines)
     return lines
 
 

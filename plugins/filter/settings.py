@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.failback.airflow.plugins.module_utils import settings
+from ansible_collections.failback.airflow.plugins.module_utils import auth_settings, settings
 
 
 def remote_logging_problems(enabled, folder, conn_id, connections=None, secrets_backend="local", prefix="airflow"):
@@ -18,6 +18,12 @@ def secret_env_problems(env, name="the environment"):
     return settings.secret_env_problems(env, name)
 
 
+def auth_settings_problems(manager, auth_type, users, admin, oauth_providers=None, ldap=None, roles_mapping=None):
+    """What is wrong with the airflow_auth settings across values (auth_settings.problems)."""
+    return auth_settings.problems(manager, auth_type, users, admin, oauth_providers or [], ldap or {}, roles_mapping or {})
+
+
 class FilterModule(object):
     def filters(self):
-        return {"remote_logging_problems": remote_logging_problems, "secret_env_problems": secret_env_problems}
+        return {"remote_logging_problems": remote_logging_problems, "secret_env_problems": secret_env_problems,
+                "auth_settings_problems": auth_settings_problems}
