@@ -10,8 +10,9 @@ names (airflow_installation_api) - so both ends go through the one installation 
 
 What is checked: site.yml installs the cluster (check mode first changes nothing) and a second run
 changes nothing; the cluster owning nothing has its scheduler scaled to zero and its Airflow's
-processes really stop; status.yml reads the cluster's Airflow (no "not read") and finds a DAG paused
-on its owner there; failover.yml moves a DAG to the cluster (health with the scheduler fenced, grant
+processes really stop; status.yml reads the cluster's Airflow (no "not read"), finds a guard
+ConfigMap edited by hand (status_check_files, server-side dry runs) and a DAG paused on its owner
+there; failover.yml moves a DAG to the cluster (health with the scheduler fenced, grant
 starts the scheduler, unpause and catch-up through the proxy) and back (revoke through the
 ConfigMap, late runs and drain through the proxy, a worker pod of the lost DAG deleted, scheduler
 scaled to zero), each idempotent.
@@ -19,6 +20,7 @@ scaled to zero), each idempotent.
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -75,6 +77,7 @@ def test_a_cluster_installation_every_path(fleet):
     """One test, in order (the steps build on each other; xdist would spread separate tests over workers)."""
     site_installs_the_cluster_and_fences_it_while_it_owns_nothing(*fleet)
     status_reads_the_cluster_airflow(*fleet)
+    status_finds_what_differs_in_the_cluster_secrets_and_config_maps(*fleet)
     failover_to_the_cluster_and_back(*fleet)
     status_finds_a_dag_paused_on_its_cluster_owner(*fleet)
 
@@ -104,6 +107,22 @@ def status_reads_the_cluster_airflow(_cluster, _other, inventory, _map):
     text = run.text()
     assert "not read" not in text
     assert "cluster-1" in text and "3.3.2" in text
+
+
+def _findings(map_src):
+    with open(os.path.join(os.path.dirname(map_src), "fleet-status.json")) as handle:
+        return [(f["code"], f["subject"], f["detail"]) for f in json.load(handle)["findings"]]
+
+
+def status_finds_what_differs_in_the_cluster_secrets_and_config_maps(cluster, _other, inventory, map_src):
+    clean = run_playbook("status.yml", inventory, {"status_check_files": True})
+    assert clean.rc == 0 and _findings(map_src) == [], (_findings(map_src), clean)
+    guard = cluster.kube.objects[("configmaps", "airflow", "failback-guard")]
+    guard["data"]["failback_guard.py"] += "\n# edited by hand\n"
+    found = run_playbook("status.yml", inventory, {"status_check_files": True})
+    assert found.rc != 0 and _findings(map_src) == [("files_differ", "cluster-1", "ConfigMap airflow/failback-guard")], found
+    assert run_playbook("site.yml", inventory, {}).rc == 0
+    assert run_playbook("status.yml", inventory, {"status_check_files": True}).rc == 0
 
 
 def failover_to_the_cluster_and_back(cluster, other, inventory, map_src):
