@@ -131,10 +131,32 @@ def window_start(pmap, dag_id, installation, lookback):
     return handover.at_time - datetime.timedelta(seconds=int(lookback or 0))
 
 
-def old_owner_view(described, pmap, installation):
+def not_created(dags, pmap, installation):
+    """Runs this installation owns that its scheduler has not created yet: for each DAG it did not pause whose
+    latest handover is away from it, ``{"dag_id", "run_id": None, "run_after", "state": "not created yet"}`` when
+    the DAG's next run (Airflow's ``next_dagrun_run_after``) is due before that handover.
+
+    A scheduler that lags (a busy or just restarted installation) creates those runs later, and they are
+    this installation's: pausing the DAG before then would lose them, so the drain waits for them too.
+    *dags* is ``{dag_id: the DAG as GET /api/v2/dags/{dag_id} answers}``.
+    """
+    found = []
+    for dag_id in sorted(dags):
+        dag = dags[dag_id] or {}
+        handover = pmap.last_handover(dag_id)
+        due = dag.get("next_dagrun_run_after")
+        if handover is None or handover.source != installation or dag.get("is_paused") or not due:
+            continue
+        if placement.parse_time(due) < handover.at_time:
+            found.append({"dag_id": dag_id, "run_id": None, "run_after": placement.format_time(due),
+                          "state": "not created yet", "status": IDLE, "owner": installation})
+    return found
+
+
+def old_owner_view(described, pmap, installation, dags=None):
     """The old owner's side: late runs (due after a handover away from here, executed here), runs it
-    owns that are not over (drain), and runs still undecided."""
-    late, draining, undecided = [], [], []
+    owns that are not over or not created yet (drain, see :func:`not_created`), and runs still undecided."""
+    late, draining, undecided = [], not_created(dags or {}, pmap, installation), []
     for run in described:
         handover = pmap.last_handover(run["dag_id"])
         after_handover = handover is not None and placement.parse_time(run["run_after"]) >= handover.at_time
@@ -278,6 +300,10 @@ class RunsClient(airflow_api.Client):
                     break
         return records
 
+    def dag(self, dag_id):
+        """The DAG as the API answers it (``is_paused``, ``next_dagrun_run_after``...)."""
+        return self._call("GET", "/api/v2/dags/%s" % quote(dag_id, safe=""))
+
     def clear_run(self, dag_id, run_id):
         return self._call("POST", "/api/v2/dags/%s/dagRuns/%s/clear" % (quote(dag_id, safe=""), quote(run_id, safe="")),
                           {"dry_run": False, "only_failed": False})
@@ -287,15 +313,18 @@ class RunsClient(airflow_api.Client):
                           {"note": note}, query={"update_mask": "note"})
 
 
-def read_runs(client, dag_ids, pmap, lookback=0, limit=1000, now=None, since=None):
+def read_runs(client, dag_ids, pmap, lookback=0, limit=1000, now=None, since=None, dags=None):
     """Runs of *dag_ids* around their latest handover in *pmap*, classified (see classify_runs).
 
     Returns ``(described, truncated)``; *truncated* lists the DAGs with more than *limit* runs in
     the window (only the first *limit* are described).  A DAG without a handover is read from
-    *since* (or from its first run when None).
+    *since* (or from its first run when None).  *dags*, a dict, receives each DAG as the API
+    answers it (its pause state and next run, for :func:`not_created`).
     """
     described, truncated = [], []
     for dag_id in sorted(dag_ids):
+        if dags is not None:
+            dags[dag_id] = client.dag(dag_id)
         start = window_start(pmap, dag_id, None, lookback)
         if start is None:
             start = placement.parse_time(since) if since is not None else None

@@ -86,7 +86,10 @@ late:
   type: list
   elements: dict
 draining:
-  description: Runs this installation owns by the map that are still queued or running.
+  description:
+    - Runs this installation owns by the map that are still queued or running, and - with C(run_id) V(null) and
+      C(state) V(not created yet) - the runs it owns that its scheduler has not created yet (a DAG it did not pause
+      whose next run is due before the handover away from it); pausing the DAG before then would lose them.
   returned: always
   type: list
   elements: dict
@@ -120,10 +123,11 @@ def main():
         client = connect(params, catchup.RunsClient)
         client.login_with(params)
         pmap, dags, missing = catchup.select(client, params)
-        described, truncated = catchup.read_runs(client, dags, pmap, params["lookback"], params["limit"])
+        entries = {}
+        described, truncated = catchup.read_runs(client, dags, pmap, params["lookback"], params["limit"], dags=entries)
     except (airflow_api.AirflowApiError, placement.PlacementError, ValueError) as exc:
         module.fail_json(msg="%s: %s" % (airflow_api.where(params), exc))
-    view = catchup.old_owner_view(described, pmap, params["installation"])
+    view = catchup.old_owner_view(described, pmap, params["installation"], entries)
     module.exit_json(changed=False, dags=dags, missing=missing, runs=described, truncated=truncated, **view)
 
 

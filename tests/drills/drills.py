@@ -4,14 +4,18 @@ The DAGs of tests/drills/dags/failback_drills.py append a line to a ledger outsi
 database when a task completes.  Each drill does something to the fleet - a planned switchover and
 failback with runs in flight, a switchover while a task is deferred, an old owner stopped and a
 forced failover with catch-up, an old owner killed in the middle of a task, a failover killed after
-it changed the controller's map and run again - and then every scheduled interval of the drill's
-window must be in the ledgers exactly once.  A drill table is printed at the end; the exit code is
-1 when any interval ran twice or never (or a step failed).
+it changed the controller's map and run again, and a server <-> cluster switchover and failback and
+a cluster whose Airflow stops, failed over forced with catch-up - and then every scheduled interval
+of the drill's window must be in the ledgers exactly once.  A drill table is printed at the end; the
+exit code is 1 when any interval ran twice or never (or a step failed).
 
     drills.py CONFIG.json [--only NAME ...]
 
-CONFIG: {"repo", "inventory", "map", "ansible_playbook", "installations": {name: {"dir", "port",
-"project", "unit", "env"}}} (written by the scenario's verify.yml).  Every wait is bounded.
+CONFIG: {"repo", "inventory", "map", "ansible_playbook", "installations": {name: {"kind": "server",
+"dir", "port", "project", "unit", "env"} or {"kind": "cluster", "dir", "port", "kube": {"url", "token",
+"namespace", "name"}}}} (written by the scenario's verify.yml; a cluster is tests/fake_cluster.py, whose
+Airflow is stopped and started by scaling its Deployments through its Kubernetes API).  Every wait is
+bounded.
 """
 
 from __future__ import annotations
@@ -172,8 +176,24 @@ class Fleet(object):
         if rc != 0:
             raise DrillFailed("publish.yml ended %s:\n%s" % (rc, output[-6000:]))
 
+    def scale(self, name, replicas):
+        """Scale every Deployment of a cluster installation (its Airflow stops at 0, as when its pods are gone)."""
+        kube = self.installations[name]["kube"]
+        for component in ("api-server", "scheduler", "dag-processor", "triggerer"):
+            path = "/apis/apps/v1/namespaces/%s/deployments/%s-%s/scale" % (kube["namespace"], kube["name"], component)
+            request = urllib.request.Request(kube["url"] + path, json.dumps({"spec": {"replicas": replicas}}).encode(),
+                                             {"Authorization": "Bearer " + kube["token"],
+                                              "Content-Type": "application/merge-patch+json"}, method="PATCH")
+            with urllib.request.urlopen(request, timeout=20):
+                pass
+        self._tokens.pop(name, None)
+        log("%s: every Deployment scaled to %d" % (name, replicas))
+
     def ctl(self, name, *args):
         inst = self.installations[name]
+        if inst.get("kind") == "cluster":
+            self.scale(name, 0 if args[0] == "stop" else 1)
+            return
         env = dict(os.environ, **inst.get("env", {}))
         subprocess.run([os.path.join(inst["dir"], "bin", "airflow-ctl")] + list(args), env=env, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=600)
@@ -207,8 +227,12 @@ class Fleet(object):
         raise DrillFailed("kill -9 %s: containers were still running after three attempts" % name)
 
     def boot(self, name):
-        """Start the installation the way its systemd unit does at boot: fence first, then start."""
+        """Start the installation the way its systemd unit does at boot: fence first, then start (a cluster: its
+        pods come back, with the placement map its ConfigMap holds)."""
         inst = self.installations[name]
+        if inst.get("kind") == "cluster":
+            self.scale(name, 1)
+            return
         env = dict(os.environ, **inst.get("env", {}))
         with open("/etc/systemd/system/%s" % inst["unit"]) as handle:
             lines = handle.read().splitlines()
@@ -228,10 +252,15 @@ class Fleet(object):
         lines, logs = [], []
         for name, inst in sorted(self.installations.items()):
             env = dict(os.environ, **inst.get("env", {}))
-            label = "label=io.podman.compose.project=%s" % inst["project"]
-            states = subprocess.run(["podman", "ps", "-a", "--filter", label, "--format", "{{.Names}} {{.Status}}"],
-                                    env=env, capture_output=True, text=True, timeout=60, check=False).stdout
-            lines.append("--- %s containers: %s" % (name, "; ".join(states.splitlines())))
+            if inst.get("kind") == "cluster":
+                running = [c for c in ("api-server", "scheduler", "dag-processor", "triggerer")
+                           if os.path.exists(os.path.join(inst["dir"], c + ".out"))]
+                lines.append("--- %s (cluster) components that ran: %s" % (name, ", ".join(running)))
+            else:
+                label = "label=io.podman.compose.project=%s" % inst["project"]
+                states = subprocess.run(["podman", "ps", "-a", "--filter", label, "--format", "{{.Names}} {{.Status}}"],
+                                        env=env, capture_output=True, text=True, timeout=60, check=False).stdout
+                lines.append("--- %s containers: %s" % (name, "; ".join(states.splitlines())))
             for dag_id in sorted(PERIODS):
                 try:
                     dag = self.api(name, "GET", "/dags/%s" % dag_id)
@@ -244,6 +273,11 @@ class Fleet(object):
                     lines.append("--- %s %s paused=%s: %s" % (name, dag_id, dag.get("is_paused"), " | ".join(shown)))
                 except Exception as exc:  # pylint: disable=broad-except
                     lines.append("--- %s %s: not readable (%s)" % (name, dag_id, exc))
+            if inst.get("kind") == "cluster":
+                path = os.path.join(inst["dir"], "scheduler.out")
+                text = "\n".join(open(path).read().splitlines()[-60:]) if os.path.exists(path) else "(none)"
+                logs.append("--- %s scheduler log (last 60 lines):\n%s" % (name, text))
+                continue
             ctl = os.path.join(inst["dir"], "bin", "airflow-ctl")
             tail = subprocess.run([ctl, "logs", "airflow-scheduler", "60"], env=env, capture_output=True, text=True,
                                   timeout=120, check=False)
@@ -410,8 +444,47 @@ class Drills(object):
         last = now()
         self.record("failover killed after the commit, run again", ["failback_drill_quick"], first, last)
 
+    # 6 -------------------------------------------------------------------------------------------
+    def cluster_switchover_and_failback(self):
+        """server -> cluster -> server with runs in flight on both sides (each DAG moves from its owner)."""
+        f = self.fleet
+        dags = "failback_drill_quick,failback_drill_slow"
+        first = now()
+        sleep_until(f.next_due("failback_drill_slow", now()) + datetime.timedelta(seconds=8), "slow task in flight")
+        f.failover(**{"to": "cluster-1", "dags": dags})
+        sleep_until(f.next_due("failback_drill_slow", now()) + datetime.timedelta(seconds=8), "slow task in flight")
+        f.failover(**{"from": "cluster-1", "to": "server-1", "dags": dags})
+        last = now()
+        self.record("server <-> cluster switchover and failback (runs in flight)", dags.split(","), first, last)
+
+    # 7 -------------------------------------------------------------------------------------------
+    def cluster_stopped_then_forced(self):
+        """The cluster owns the quick DAG and its Airflow stops (its API is fine): forced failover to a server
+        with catch-up since the stop; the cluster's pods come back with the new map and run nothing of it."""
+        f = self.fleet
+        first = now()
+        f.failover(**{"to": "cluster-1", "dags": "failback_drill_quick"})
+        stop_at = f.next_due("failback_drill_quick", now() + datetime.timedelta(seconds=20)) + datetime.timedelta(seconds=8)
+        sleep_until(stop_at, "an interval on the cluster, then between two quick intervals")
+        f.ctl("cluster-1", "stop")
+        stopped = now()
+        sleep_until(stopped + datetime.timedelta(seconds=45), "intervals nobody runs")
+        f.failover(**{"from": "cluster-1", "to": "server-1", "dags": "failback_drill_quick", "force": "true",
+                      "catchup_since": iso(stop_at)})
+        restarted = now()
+        f.boot("cluster-1")
+        f.wait_healthy("cluster-1")
+        time.sleep(25)
+        after = [e for e in f.ledger() if e["installation"] == "cluster-1" and parse(e["at"]) >= restarted]
+        if after:
+            raise DrillFailed("cluster-1 ran the moved DAG after it came back: %s" % after)
+        f.publish()
+        last = now()
+        self.record("cluster's Airflow stopped, forced failover to a server with catch-up", ["failback_drill_quick"],
+                    first, last, "since %s; nothing ran on the cluster after" % stop_at.strftime("%H:%M:%S"))
+
     ALL = ("switchover_and_failback", "deferred_in_flight", "stopped_then_forced", "killed_mid_task",
-           "interrupted_then_rerun")
+           "interrupted_then_rerun", "cluster_switchover_and_failback", "cluster_stopped_then_forced")
 
     def table(self):
         header = "| drill | DAG | window | intervals | once | twice | never | ran on |"

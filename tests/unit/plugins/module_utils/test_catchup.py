@@ -117,3 +117,20 @@ def test_runs_are_matched_across_installations_by_logical_date_else_run_id():
 def test_the_window_starts_a_lookback_before_the_latest_handover():
     assert catchup.window_start(MAP, "sales", "server-2", 600) == p.parse_time("2026-12-01T09:50:00Z")
     assert catchup.window_start(MAP, "other", "server-2", 600) is None
+
+
+def test_the_drain_waits_for_runs_the_old_owner_owns_and_has_not_created_yet():
+    """A lagging scheduler creates runs due before the handover later: pausing the DAG first lost one (cluster drill)."""
+    pmap = p.parse_map('"@failback":\n  generation: 3\n  handovers:\n    quick:\n      - {at: "2026-12-01T10:00:30Z", from: s1}\n'
+                       '    other:\n      - {at: "2026-12-01T10:00:30Z", from: s2}\nquick: s2\nother: s1\n')
+    dags = {"quick": {"is_paused": False, "next_dagrun_run_after": "2026-12-01T10:00:20Z"},
+            "other": {"is_paused": False, "next_dagrun_run_after": "2026-12-01T10:00:20Z"}}
+    view = catchup.old_owner_view([], pmap, "s1", dags)
+    assert view["draining"] == [{"dag_id": "quick", "run_id": None, "run_after": "2026-12-01T10:00:20Z",
+                                 "state": "not created yet", "status": catchup.IDLE, "owner": "s1"}]
+    caught_up = {"quick": {"is_paused": False, "next_dagrun_run_after": "2026-12-01T10:00:40Z"}}
+    assert catchup.old_owner_view([], pmap, "s1", caught_up)["draining"] == []
+    paused = {"quick": {"is_paused": True, "next_dagrun_run_after": "2026-12-01T10:00:20Z"}}
+    assert catchup.old_owner_view([], pmap, "s1", paused)["draining"] == []
+    unscheduled = {"quick": {"is_paused": False, "next_dagrun_run_after": None}}
+    assert catchup.old_owner_view([], pmap, "s1", unscheduled)["draining"] == []
