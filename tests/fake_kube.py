@@ -45,7 +45,7 @@ _GENERIC = {
     ("rbac.authorization.k8s.io/v1", "roles"): "Role",
     ("rbac.authorization.k8s.io/v1", "rolebindings"): "RoleBinding",
 }
-_VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
+_VERBS = ("create", "delete", "get", "list", "patch", "update", "watch")
 
 
 def _resource(plural, kind, verbs=_VERBS):

@@ -51,8 +51,8 @@ options:
         type: str
       password_secret:
         description:
-          - Read the password of O(username) from this Secret of the namespace, when neither O(password) nor
-            O(password_file) is given (modules that log in). It never passes through Ansible.
+          - Modules that log in read the password of their C(username) option from this Secret of the namespace
+            when neither C(password) nor C(password_file) is given. It never passes through Ansible.
         type: str
       password_key:
         description:

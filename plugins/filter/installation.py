@@ -21,7 +21,8 @@ def installation_facts(hostvars, names, fact, default=None):
             raise AnsibleFilterError("installation_facts: %r is not a host of the inventory" % (name,))
         try:
             found[name] = facts[fact] if fact in facts else default
-        except Exception:  # pylint: disable=broad-exception-caught - an undefined value in the host's variables
+        # An undefined value in the host's variables.
+        except Exception:  # pylint: disable=broad-exception-caught
             found[name] = default
     return found
 

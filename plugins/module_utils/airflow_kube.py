@@ -54,7 +54,7 @@ KUBERNETES_OPTIONS = dict(
     scheme=dict(type="str", choices=["http", "https"], default="http"),
     kubeconfig=dict(type="path"),
     context=dict(type="str"),
-    password_secret=dict(type="str"),
+    password_secret=dict(type="str", no_log=False),
     password_key=dict(type="str", default="passwords.json", no_log=False),
 )
 
@@ -75,7 +75,8 @@ def _configuration(kube):
         else:
             kube_config.load_kube_config(config_file=kube.get("kubeconfig") or None, context=kube.get("context") or None,
                                          client_configuration=configuration)
-    except Exception as exc:  # pylint: disable=broad-exception-caught - the loaders raise many kinds
+    # The loaders raise many kinds.
+    except Exception as exc:  # pylint: disable=broad-exception-caught
         raise KubeProxyError("cannot load the Kubernetes configuration (kubeconfig %s, context %s): %s"
                              % (kube.get("kubeconfig") or os.environ.get("KUBECONFIG") or "~/.kube/config",
                                 kube.get("context") or "current", exc))
@@ -122,7 +123,8 @@ def secret_password(configuration, kube, username):
     name, key = kube["password_secret"], kube.get("password_key") or "passwords.json"
     try:
         secret = kube_client.CoreV1Api(kube_client.ApiClient(configuration)).read_namespaced_secret(name, kube["namespace"])
-    except Exception as exc:  # pylint: disable=broad-exception-caught - ApiException, urllib3 errors
+    # ApiException, urllib3 errors.
+    except Exception as exc:  # pylint: disable=broad-exception-caught
         status = getattr(exc, "status", None)
         raise KubeProxyError("cannot read the Secret %s in namespace %s%s" % (
             name, kube["namespace"], " (HTTP %s)" % status if status else ": %s" % type(exc).__name__))

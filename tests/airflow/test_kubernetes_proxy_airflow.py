@@ -90,9 +90,8 @@ def test_every_module_reaches_the_cluster_through_the_service_proxy(cluster):
              '%s: k8s-prod\n' % (DAG_ID, DAG_ID))
     common = {"kubernetes": _kube(kubeconfig), "username": "admin"}
     tasks = [
-        {"name": "health", "failback.airflow.airflow_health": {"kubernetes": _kube(kubeconfig),
-                                                                "components": ["metadatabase", "scheduler"], "timeout": 60},
-         "register": "health"},
+        {"name": "health", "register": "health", "failback.airflow.airflow_health": {
+            "kubernetes": _kube(kubeconfig), "components": ["metadatabase", "scheduler"], "timeout": 60}},
         {"name": "status", "failback.airflow.airflow_status_info": dict(common, window=3600), "register": "status"},
         {"name": "pause", "failback.airflow.airflow_dags": dict(common, dag_ids=[DAG_ID], paused=True), "register": "pause"},
         {"name": "unpause gained", "failback.airflow.airflow_dags": dict(
@@ -102,8 +101,9 @@ def test_every_module_reaches_the_cluster_through_the_service_proxy(cluster):
             common, moved="here", map_before=before, map_after=after, installation="k8s-prod"), "register": "runs"},
         {"name": "catch up", "failback.airflow.airflow_catchup": dict(
             common, moved="here", map_before=before, map_after=after, installation="k8s-prod"), "register": "catchup"},
-        {"name": "results", "ansible.builtin.debug": {"msg": "{{ {'health': health, 'status': status, 'pause': pause, "
-                                                              "'unpause': unpause, 'runs': runs, 'catchup': catchup} | to_json }}"}},
+        {"name": "results", "ansible.builtin.debug": {"msg": (
+            "{{ {'health': health, 'status': status, 'pause': pause, "
+            "'unpause': unpause, 'runs': runs, 'catchup': catchup} | to_json }}")}},
     ]
     # One run the guard skips here (the map before gives the DAG to server-1): the catch-up re-runs it.
     airflow.api("POST", "/api/v2/dags/%s/dagRuns" % DAG_ID, {"dag_run_id": "proxy-run-1", "logical_date": None})

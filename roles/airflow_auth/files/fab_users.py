@@ -23,8 +23,10 @@ success, 2 on a request that cannot be carried out (with {"error": "..."}), noth
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+import time
 
 FIELDS = ("email", "first_name", "last_name")
 
@@ -119,6 +121,28 @@ def read_request(path: str | None) -> dict:
         return json.load(handle)
 
 
+def open_builder(factory, retry_on: tuple, attempts: int = 5, pause: float = 2.0, log=sys.stderr):
+    """(ExitStack, appbuilder) from the context manager *factory* returns, tried up to *attempts* times.
+
+    Building FAB's application syncs its permissions into the database; an api-server starting at
+    the same moment (a Kubernetes Job runs beside the Deployment) inserts the same rows and one of
+    the two loses on a unique constraint. The sync is idempotent, so the loser tries again and then
+    finds the rows there.
+    """
+    for attempt in range(1, attempts + 1):
+        stack = contextlib.ExitStack()
+        try:
+            return stack, stack.enter_context(factory())
+        except retry_on as exc:
+            stack.close()
+            if attempt == attempts:
+                raise
+            print("FAB's permission sync collided with another process (%s); trying again in %.0f s (%d of %d)"
+                  % (type(exc).__name__, pause, attempt, attempts - 1), file=log)
+            time.sleep(pause)
+    raise AssertionError("unreachable")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Bring the FAB users in line with a request (JSON).")
     parser.add_argument("--request-file", metavar="PATH", help="read the request from this file, not standard input")
@@ -132,9 +156,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"error": "the request on %s is not JSON: %s" % (source, exc)}), file=answer)
         return 2
     from airflow.providers.fab.auth_manager.cli_commands.utils import get_application_builder
+    from sqlalchemy.exc import IntegrityError, OperationalError
     from werkzeug.security import check_password_hash
 
-    with get_application_builder() as appbuilder:
+    stack, appbuilder = open_builder(get_application_builder, (IntegrityError, OperationalError))
+    with stack:
         try:
             result = sync(appbuilder.sm, request, check_password_hash)
         except RequestError as exc:
