@@ -93,7 +93,8 @@ def fleet(tmp_path):
 def test_site_publishes_map_and_guard_idempotently(fleet):
     for name in NAMES:
         assert sorted(os.listdir(fleet.dir(name, "config"))) == [
-            "airflow_local_settings.py", "failback_guard.py", "failback_operators.py", "failback_placement.py"]
+            "airflow_local_settings.py", "failback_guard.py", "failback_operators.py", "failback_placement.py",
+            "failback_s3.py"]
     fleet.assert_single_owner_everywhere({"dag_a": "server-1", "dag_b": "server-1", "dag_c": "server-2", "dag_d": "server-3"})
     again = run_playbook("site.yml", fleet.inventory)
     assert again.rc == 0 and again.changed() == 0, again

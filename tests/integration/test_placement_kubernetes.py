@@ -72,7 +72,7 @@ def fleet(tmp_path):
 def test_site_yml_publishes_the_guard_and_the_map_as_configmaps(fleet):
     guard = fleet.kube.configmap("af", "failback-guard")
     assert sorted(guard["data"]) == ["airflow_local_settings.py", "failback_guard.py", "failback_operators.py",
-                                     "failback_placement.py"]
+                                     "failback_placement.py", "failback_s3.py"]
     assert fleet.cluster_map().dags == {"dag_a": "k8s-prod", "dag_b": "server-1"}
     version = fleet.kube.configmap("af", "failback-placement")["metadata"]["resourceVersion"]
     again = run_playbook("site.yml", fleet.inventory)

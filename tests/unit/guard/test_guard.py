@@ -296,6 +296,47 @@ def test_unreachable_url_uses_the_cache_within_max_stale(guard, served, monkeypa
         guard.evaluate("dag_a")
 
 
+def test_the_lease_counts_from_the_last_confirming_request_and_the_map_comes_back(guard, served, monkeypatch):
+    """FAILBACK_PLACEMENT_LEASE: the cached map decides while the last request that confirmed it was
+    sent at most L seconds ago; past that every task fails (naming the lease), and the first answer
+    that comes again restores decisions without anything else."""
+    monkeypatch.setenv("FAILBACK_PLACEMENT_TTL", "0")
+    monkeypatch.setenv("FAILBACK_PLACEMENT_LEASE", "90")
+    monkeypatch.setenv("FAILBACK_PLACEMENT_MAX_STALE", "100000")  # ignored: the lease is set
+    before = time.time()
+    assert guard.evaluate("dag_a").runs
+    source = guard.current_source()
+    assert before - 1 <= source.confirmed_at() <= time.time()
+    served.status = 503  # the authority is down
+    source._entry["ok_at"] = time.time() - 89
+    assert guard.evaluate("dag_a").runs
+    source._entry["ok_at"] = time.time() - 91
+    with pytest.raises(guard.GuardError, match=r"last confirmed 9\d s ago, past its lease of 90 s"):
+        guard.evaluate("dag_a")
+    served.status = None  # back: the next task decides again
+    assert guard.evaluate("dag_a").runs
+    assert time.time() - source.confirmed_at() < 5
+
+
+@pytest.mark.parametrize("lease, ttl, message", [
+    ("10", "30", "FAILBACK_PLACEMENT_LEASE=10 is shorter than FAILBACK_PLACEMENT_TTL=30.0"),
+    ("-5", "0", "must not be negative"),
+    ("nan", "0", "not a finite number"),
+    ("soon", "0", "not a number of seconds"),
+])
+def test_a_bad_lease_fails_every_task_naming_the_value(guard, served, monkeypatch, lease, ttl, message):
+    monkeypatch.setenv("FAILBACK_PLACEMENT_TTL", ttl)
+    monkeypatch.setenv("FAILBACK_PLACEMENT_LEASE", lease)
+    with pytest.raises(guard.GuardError, match=re.escape(message)):
+        guard.evaluate("dag_a")
+
+
+def test_status_reports_the_lease_age_of_a_url_map(guard, guard_dir, served, monkeypatch):
+    monkeypatch.setenv("FAILBACK_PLACEMENT_LEASE", "120")
+    code, info = guard._status()
+    assert code == 0 and info["lease"] == 120.0 and 0 <= info["lease_age"] < 5 and info["generation"] == 1
+
+
 @pytest.mark.parametrize("status", [404, 500])
 def test_http_errors_fail_closed(guard, served, status):
     served.status = status

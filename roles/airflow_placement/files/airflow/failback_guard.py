@@ -12,12 +12,22 @@ Configuration, read from the environment of the process that runs the task:
 ``FAILBACK_INSTALLATION``
     This installation's name (falls back to ``HOST_HOSTNAME``).
 ``FAILBACK_PLACEMENT_MAP``
-    Path of the map file, or an ``http://``/``https://`` URL.
+    Path of the map file, an ``http://``/``https://`` URL, or an ``s3://BUCKET/KEY`` object.
 ``FAILBACK_PLACEMENT_TTL`` (default 30)
-    Seconds a URL map is used before it is checked again (with a conditional request).
+    Seconds a URL or S3 map is used before it is checked again (with a conditional request).
+``FAILBACK_PLACEMENT_LEASE``
+    Seconds a URL or S3 map may be used after the last request that confirmed it was *sent*;
+    past that every task fails until the map can be read again (the lease that ends a
+    partitioned installation's authority). Must not be shorter than the TTL. Unset: TTL plus
+    ``FAILBACK_PLACEMENT_MAX_STALE``.
 ``FAILBACK_PLACEMENT_MAX_STALE`` (default 0)
-    Seconds past the TTL a cached URL map may still be used while the URL cannot be read.
-    This is the lease that ends a partitioned installation's authority; 0 fails at once.
+    Seconds past the TTL a cached URL map may still be used while the URL cannot be read, when
+    ``FAILBACK_PLACEMENT_LEASE`` is not set; 0 fails at once.
+``FAILBACK_PLACEMENT_S3_ENDPOINT`` / ``FAILBACK_PLACEMENT_S3_REGION`` (default us-east-1)
+    For an ``s3://`` map: the S3-compatible service's URL (none: AWS S3 of the region).
+``FAILBACK_PLACEMENT_S3_CREDENTIALS_FILE``
+    For an ``s3://`` map: a JSON file with ``access_key_id``, ``secret_access_key`` and maybe
+    ``session_token``; without it requests are not signed (a public object).
 ``FAILBACK_PLACEMENT_TIMEOUT`` (default 5)
     HTTP timeout in seconds.
 ``FAILBACK_PLACEMENT_CA_FILE`` / ``FAILBACK_PLACEMENT_TOKEN_FILE``
@@ -40,6 +50,7 @@ import argparse
 import hashlib
 import json
 import logging
+import math
 import os
 import ssl
 import stat
@@ -59,6 +70,10 @@ ENV_INSTALLATION_FALLBACK = "HOST_HOSTNAME"
 ENV_MAP = "FAILBACK_PLACEMENT_MAP"
 ENV_TTL = "FAILBACK_PLACEMENT_TTL"
 ENV_MAX_STALE = "FAILBACK_PLACEMENT_MAX_STALE"
+ENV_LEASE = "FAILBACK_PLACEMENT_LEASE"
+ENV_S3_ENDPOINT = "FAILBACK_PLACEMENT_S3_ENDPOINT"
+ENV_S3_REGION = "FAILBACK_PLACEMENT_S3_REGION"
+ENV_S3_CREDENTIALS_FILE = "FAILBACK_PLACEMENT_S3_CREDENTIALS_FILE"
 ENV_TIMEOUT = "FAILBACK_PLACEMENT_TIMEOUT"
 ENV_CA_FILE = "FAILBACK_PLACEMENT_CA_FILE"
 ENV_TOKEN_FILE = "FAILBACK_PLACEMENT_TOKEN_FILE"
@@ -108,6 +123,8 @@ def _env_float(name, default):
         value = float(raw)
     except ValueError:
         raise GuardError("%s=%r is not a number of seconds" % (name, raw))
+    if not math.isfinite(value):
+        raise GuardError("%s=%r is not a finite number of seconds" % (name, raw))
     if value < 0:
         raise GuardError("%s=%r must not be negative" % (name, raw))
     return value
@@ -123,7 +140,18 @@ def installation_name():
 
 
 def _is_url(spec):
-    return spec.startswith("http://") or spec.startswith("https://")
+    return spec.startswith("http://") or spec.startswith("https://") or spec.startswith("s3://")
+
+
+def lease_seconds(ttl):
+    """How long after the last confirming request a URL or S3 map may be used (see ENV_LEASE)."""
+    if (os.environ.get(ENV_LEASE) or "").strip():
+        lease = _env_float(ENV_LEASE, None)
+        if lease < ttl:
+            raise GuardError("%s=%s is shorter than %s=%s: the map would expire before it is checked again; "
+                             "give a lease of at least the TTL" % (ENV_LEASE, os.environ[ENV_LEASE], ENV_TTL, ttl))
+        return lease
+    return ttl + _env_float(ENV_MAX_STALE, DEFAULT_MAX_STALE)
 
 
 # --------------------------------------------------------------------------- sources
@@ -247,8 +275,15 @@ class UrlSource(object):
             reason = getattr(exc, "reason", exc)
             raise GuardError("placement map %s cannot be fetched: %s" % (self.url, reason)) from None
 
+    def confirmed_at(self):
+        """When the last request that confirmed the map was sent (epoch seconds), or None."""
+        if self._entry is None:
+            self._load_disk()
+        return self._entry.get("ok_at") if self._entry else None
+
     def get(self):
         ttl = _env_float(ENV_TTL, DEFAULT_TTL)
+        lease_seconds(ttl)
         now = time.time()
         if self._map is not None and now - self._entry["checked_at"] < ttl:
             return self._map
@@ -286,12 +321,50 @@ class UrlSource(object):
             return fresh
 
     def _stale_or_fail(self, error, ttl, now):
-        max_stale = _env_float(ENV_MAX_STALE, DEFAULT_MAX_STALE)
-        if self._map is not None and now - self._entry["ok_at"] <= ttl + max_stale:
-            LOG.warning("failback guard: %s; using the cached map (generation %d) within %s=%ss",
-                        error, self._map.generation, ENV_MAX_STALE, max_stale)
+        lease = lease_seconds(ttl)
+        if self._map is not None and now - self._entry["ok_at"] <= lease:
+            LOG.warning("failback guard: %s; using the cached map (generation %d), confirmed %.0f s ago, "
+                        "within its lease of %.0f s", error, self._map.generation, now - self._entry["ok_at"], lease)
             return self._map
+        if self._map is not None:
+            raise GuardError("%s; the cached map (generation %d) was last confirmed %.0f s ago, past its lease of "
+                             "%.0f s: nothing runs here until the map can be read again"
+                             % (error, self._map.generation, now - self._entry["ok_at"], lease))
         raise error
+
+
+class S3Source(UrlSource):
+    """A map in an S3-compatible bucket (``s3://BUCKET/KEY``), read with signed conditional GETs.
+
+    The cache, TTL and lease are those of UrlSource; failback_s3 (the collection's s3_object) signs.
+    """
+
+    def __init__(self, url):
+        super().__init__(url)
+        import failback_s3  # pylint: disable=import-outside-toplevel
+        self._s3 = failback_s3
+        try:
+            self._bucket_name, self._key = failback_s3.parse_url(url)
+        except ValueError as exc:
+            raise GuardError("%s: %s" % (ENV_MAP, exc)) from None
+
+    def _request(self, timeout):
+        s3 = self._s3
+        credentials_file = os.environ.get(ENV_S3_CREDENTIALS_FILE)
+        try:
+            credentials = s3.read_credentials(credentials_file) if credentials_file else None
+            bucket = s3.Bucket(self._bucket_name, region=os.environ.get(ENV_S3_REGION) or "us-east-1",
+                               endpoint=os.environ.get(ENV_S3_ENDPOINT) or None, credentials=credentials,
+                               ca_file=os.environ.get(ENV_CA_FILE) or None, timeout=timeout)
+            etag = self._entry.get("etag") if self._entry is not None and self._map is not None else None
+            status, body, etag = bucket.get(self._key, etag=etag, limit=MAX_MAP_BYTES)
+        except ValueError as exc:
+            raise GuardError("placement map %s: %s" % (self.url, exc)) from None
+        except s3.S3Error as exc:
+            raise GuardError("placement map %s cannot be fetched: %s" % (self.url, exc)) from None
+        if status == 404:
+            raise GuardError("placement map %s does not exist" % self.url)
+        return status, body, etag, None
 
 
 _SOURCES = {}
@@ -305,7 +378,12 @@ def source_for(spec):
         with _SOURCES_LOCK:
             source = _SOURCES.get(spec)
             if source is None:
-                source = UrlSource(spec) if _is_url(spec) else FileSource(os.path.abspath(spec))
+                if spec.startswith("s3://"):
+                    source = S3Source(spec)
+                elif _is_url(spec):
+                    source = UrlSource(spec)
+                else:
+                    source = FileSource(os.path.abspath(spec))
                 _SOURCES[spec] = source
     return source
 
@@ -563,6 +641,10 @@ def _status():
         pmap = source.get()
         info.update(generation=pmap.generation, updated_at=pmap.updated_at, dags=len(pmap.dags),
                     owned=pmap.dags_of(info["installation"]), default=pmap.default)
+        if isinstance(source, UrlSource):
+            confirmed = source.confirmed_at()
+            info.update(confirmed_at=confirmed, lease=lease_seconds(_env_float(ENV_TTL, DEFAULT_TTL)),
+                        lease_age=round(time.time() - confirmed, 3) if confirmed is not None else None)
         return 0, info
     except GuardError as exc:
         info["error"] = str(exc)
