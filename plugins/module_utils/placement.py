@@ -78,7 +78,10 @@ except ImportError as _exc:  # pragma: no cover - exercised only where PyYAML is
 
 
 META_KEY = "@failback"
-META_FIELDS = ("generation", "updated_at", "updated_by", "default", "handovers")
+META_FIELDS = ("generation", "updated_at", "updated_by", "default", "handovers", "stage")
+#: ``stage: revoke`` marks the first of two maps of one generation published to a fleet that pulls its map
+#: from one authority: the runs that change owner belong to nobody in it (placement_plan.revoke_map).
+STAGES = ("revoke",)
 HANDOVER_FIELDS = ("at", "from", "kept")
 MAX_HANDOVERS = 8   # per DAG (and for the default owner), the floor included: older ones are folded into it
 MAX_KEPT = 100      # runs kept by the old owner in one handover
@@ -213,9 +216,10 @@ def check_installations(installations):
 class PlacementMap(object):
     """An immutable DAG placement map: owners plus generation metadata."""
 
-    __slots__ = ("dags", "generation", "updated_at", "updated_by", "default", "handovers")
+    __slots__ = ("dags", "generation", "updated_at", "updated_by", "default", "handovers", "stage")
 
-    def __init__(self, dags=None, generation=0, updated_at=None, updated_by=None, default=None, handovers=None):
+    def __init__(self, dags=None, generation=0, updated_at=None, updated_by=None, default=None, handovers=None,
+                 stage=None):
         object.__setattr__(self, "dags", dict(dags or {}))
         object.__setattr__(self, "generation", generation)
         object.__setattr__(self, "updated_at", updated_at)
@@ -223,6 +227,7 @@ class PlacementMap(object):
         object.__setattr__(self, "default", default)
         # {dag_id or DEFAULT_KEY: (Handover, ...)} oldest first
         object.__setattr__(self, "handovers", dict((k, tuple(v)) for k, v in (handovers or {}).items() if v))
+        object.__setattr__(self, "stage", stage)
 
     def __setattr__(self, key, value):
         raise AttributeError("PlacementMap is immutable")
@@ -294,6 +299,7 @@ class PlacementMap(object):
             updated_by=self.updated_by,
             default=self.default,
             handovers=self.handovers,
+            stage=self.stage,
         )
         fields.update(changes)
         return PlacementMap(**fields)
@@ -309,6 +315,8 @@ class PlacementMap(object):
             meta["default"] = self.default
         if self.handovers:
             meta["handovers"] = dict((key, [h.to_data() for h in history]) for key, history in self.handovers.items())
+        if self.stage is not None:
+            meta["stage"] = self.stage
         return meta
 
     def to_data(self):
@@ -547,6 +555,9 @@ def from_data(data, installations=None, source="placement map"):
     if default is not None:
         check_installation_name(default, known, where="%s: default owner" % source)
     handovers = _handovers_from_data(meta.get("handovers"), known, source)
+    stage = meta.get("stage")
+    if stage is not None and stage not in STAGES:
+        raise PlacementError("%s: stage %s is not one of %s (or absent)" % (source, show(stage), ", ".join(STAGES)))
 
     dags = {}
     for key, value in data.items():
@@ -564,7 +575,7 @@ def from_data(data, installations=None, source="placement map"):
             )
         check_installation_name(value, known, where="%s: owner of DAG %r" % (source, key))
         dags[key] = value
-    return PlacementMap(dags, generation, updated_at, meta.get("updated_by"), default, handovers)
+    return PlacementMap(dags, generation, updated_at, meta.get("updated_by"), default, handovers, stage)
 
 
 # --------------------------------------------------------------------------- YAML in
@@ -719,6 +730,8 @@ def dump_map(pmap):
                     kept = ", kept: [%s]" % ", ".join(_quote(k) for k in handover.kept)
                 lines.append("      - {at: %s, from: %s%s}" % (
                     _quote(handover.at), "null" if handover.floor else _quote(handover.source), kept))
+    if pmap.stage is not None:
+        lines.append("  stage: %s" % _quote(pmap.stage))
     for dag_id in sorted(pmap.dags):
         lines.append("%s: %s" % (_key(dag_id), _quote(pmap.dags[dag_id])))
     text = "\n".join(lines) + "\n"
@@ -976,8 +989,14 @@ def check_publish(current, new):
             % (current.generation, new.generation)
         )
     if new.generation == current.generation:
-        if new.same_placement(current):
+        if new.same_placement(current) and new.stage == current.stage:
             return current.to_data() != new.to_data()
+        if current.stage == "revoke" and new.stage is None:
+            return True  # the grant that follows the revoke stage of the same generation
+        if new.stage == "revoke" and current.stage is None:
+            raise PlacementError(
+                "refusing to replace placement map generation %d with its revoke stage: that generation was "
+                "granted already" % new.generation)
         if new.generation > 0:
             raise PlacementError(
                 "placement map generation %d already exists with a different placement; "
@@ -1003,6 +1022,9 @@ def decide(pmap, dag_id, installation, due=None):
     if owner is None and current is not None:
         return SKIP, None, ("the run due %s of DAG %r is older than the handover history the placement map keeps of it "
                             "(its floor is at %s): it runs nowhere" % (format_time(due), dag_id, pmap.history(dag_id)[0].at))
+    if owner is None and pmap.stage == "revoke":
+        return SKIP, None, ("DAG %r changes owner in placement map generation %d: its runs wait for the new owner "
+                            "(revoke stage)" % (dag_id, pmap.generation))
     if owner is None:
         return SKIP, None, "DAG %r is not in the placement map and the map has no default owner" % dag_id
     if owner != current:

@@ -204,6 +204,74 @@ def describe_run_changes(changes, limit=10):
     return lines
 
 
+def revoke_map(before, after):
+    """The revoke stage between *before* and *after* for a fleet that pulls its map from one authority.
+
+    When every guard reads the same object, the revoke-first order of plan_publish cannot be had by
+    publishing to some installations first: the fleet sees one map. So the authority gets this map
+    first: every run whose owner differs between the two maps belongs to nobody in it, and every
+    run that keeps its owner keeps it - above all the old owners' runs due before the handover and
+    the runs they keep, which they are finishing. Then, once no old owner can still decide with
+    *before* (it confirmed this map, or its lease ran out), *after* grants. The map has *after*'s
+    generation and ``stage: revoke`` (placement.check_publish lets the grant of the same generation
+    replace it, never the other way).
+
+    A key (DAG id, or DEFAULT_KEY) whose runs change owner loses its current owner, and its history
+    is *after*'s up to the first change, closed by a handover at that time to whoever owns the runs
+    just before it, plus one entry per installation that keeps runs due later: so the runs due
+    after the first change that keep their owner in both maps - other than kept ones - are revoked
+    too for the stage (safe; the new owner's catch-up runs them). Returns None when no run changes
+    owner. Every point of the result is checked against both maps; PlacementError if one is not
+    nobody's or the common owner's.
+    """
+    changes = run_changes(before, after)
+    if not changes:
+        return None
+    dags, default, handovers = dict(after.dags), after.default, dict(after.handovers)
+    for key, segments in changes.items():
+        starts = [segment["since"] for segment in segments]
+        first = None if None in starts else min(placement.parse_time(t) for t in starts)
+        if key == DEFAULT_KEY:
+            default = None
+        else:
+            dags.pop(key, None)
+        history = after.history(key)
+        if first is None:
+            handovers.pop(key, None)
+            continue
+        def unchanged(handover, moment, key=key, first=first):
+            return moment < first or before.owner_at(key, moment) == after.owner_at(key, moment) == handover.source
+
+        # after's history up to the first change, without the kept runs that change owner.
+        kept_history = [placement.Handover(h.at, h.source, [k for k in h.kept_times if unchanged(h, k)])
+                        for h in history if h.at_time <= first]
+        closing = [placement.Handover(first, after.owner_at(key, first - datetime.timedelta(microseconds=1)))]
+        # Kept runs (being finished) of later handovers that keep their owner.
+        kept_later = {}
+        for handover in history:
+            if handover.at_time > first and handover.source is not None:
+                for moment in handover.kept_times:
+                    if unchanged(handover, moment):
+                        kept_later.setdefault(handover.source, []).append(moment)
+        closing += [placement.Handover(first, source, sorted(times)) for source, times in sorted(kept_later.items())]
+        if closing[0].source is None and not closing[0].kept:
+            closing = closing[1:] if kept_history else closing
+        handovers[key] = placement.capped(kept_history + closing)
+    revoke = after.replace(dags=dags, default=default, handovers=handovers, stage="revoke")
+    table = Ownership([before, after, revoke])
+    for key in table.keys:
+        for index, (was, will, now) in enumerate(zip(table.vector(before, key), table.vector(after, key),
+                                                     table.vector(revoke, key))):
+            if now is not None and not (now == was == will):
+                since, until = table.bounds(key, index)
+                raise placement.PlacementError(
+                    "cannot publish generation %d revoke first through one map: in the revoke stage the runs of %s due "
+                    "from %s to %s would belong to %s (before: %s, after: %s)" % (
+                        after.generation, key, since or "the beginning", until or "now on", now, was or "nobody",
+                        will or "nobody"))
+    return revoke
+
+
 def plan_publish(new, held, installations, force=False, known=(), last=()):
     """Which installations may receive map *new*, and in what order, so no run gets two runners.
 
