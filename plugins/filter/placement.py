@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.failback.airflow.plugins.module_utils import placement, placement_plan
+from ansible_collections.failback.airflow.plugins.module_utils import placement, placement_plan, placement_source
 
 
 def _as_map(value, installations=None, source="placement map"):
@@ -111,9 +111,38 @@ def placement_owns_any(value, installation):
     return placement.owns_any(_as_map(value), installation)
 
 
+@_wrap
+def placement_revoke_map(after, before=None, installations=None):
+    """The revoke stage between *before* (the authority's map; None: nothing yet) and *after*, as data, or None."""
+    if before is None:
+        return None
+    revoke = placement_plan.revoke_map(_as_map(before, installations, "the authority's map"),
+                                       _as_map(after, installations))
+    return revoke.to_data() if revoke is not None else None
+
+
+def placement_source_problems(source, check_files=True):
+    """What is wrong with airflow_placement_source (placement_source.problems)."""
+    return placement_source.problems(source, check_files)
+
+
+def placement_source_env(source, credentials_path, fence_path):
+    """The guard's environment for airflow_placement_source (placement_source.guard_env)."""
+    return placement_source.guard_env(source, credentials_path, fence_path)
+
+
+def placement_grant_wait(source, revoked_at, now, confirmed=False):
+    """Seconds a grant waits after the revoke stage (placement_source.grant_wait)."""
+    return placement_source.grant_wait(source, float(revoked_at), float(now), confirmed)
+
+
 class FilterModule(object):
     def filters(self):
         return {
+            "placement_revoke_map": placement_revoke_map,
+            "placement_source_problems": placement_source_problems,
+            "placement_source_env": placement_source_env,
+            "placement_grant_wait": placement_grant_wait,
             "placement_parse": placement_parse,
             "placement_dump": placement_dump,
             "placement_owner": placement_owner,
