@@ -1,0 +1,133 @@
+"""A fleet that pulls its map from an S3 bucket (airflow_placement_source type s3), against moto on 127.0.0.1.
+
+Two directory installations (local connection). publish.yml writes the bucket revoke first: the
+revoke stage, a wait of the lease plus the clock margin, then the map. A watcher reads the bucket
+every 20 ms for the whole run and asks, for every run that matters, who would run it: an
+installation whose guard still holds the map before (for its lease) and one that read the newest
+object must never both run one run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+import uuid
+
+import pytest
+import yaml
+
+import failback_testlib as lab
+from ansible_collections.failback.airflow.plugins.module_utils import placement, s3_object
+from failback_ansible import REPO, run_playbook
+
+MOTO = os.path.join(REPO, ".venv-airflow", "bin", "moto_server")
+NAMES = ("server-1", "server-2")
+READER = {"access_key_id": "AKIAFAILBACKREADER01", "secret_access_key": "r3ader-s3cret-value"}
+WRITER = {"access_key_id": "AKIAFAILBACKWRITER01", "secret_access_key": "wr1ter-s3cret-value"}
+
+
+@pytest.fixture(scope="module")
+def endpoint(tmp_path_factory):
+    port = lab.free_port()
+    log = open(str(tmp_path_factory.mktemp("moto") / "moto.log"), "w")
+    proc = subprocess.Popen([MOTO, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    lab.wait_port(port, proc, "moto_server", timeout=60)
+    yield "http://127.0.0.1:%d" % port
+    lab.stop_process(proc, timeout=15)
+    log.close()
+
+
+class PullFleet(object):
+    def __init__(self, root, endpoint, lease=4, refresh=1, margin=1):
+        self.root = str(root)
+        self.bucket_name = "maps-%s" % uuid.uuid4().hex[:12]
+        self.bucket = s3_object.Bucket(self.bucket_name, region="eu-west-1", endpoint=endpoint, credentials=WRITER)
+        import urllib.request
+        urllib.request.urlopen(urllib.request.Request("%s/%s" % (endpoint, self.bucket_name), method="PUT"),
+                               timeout=10).close()
+        self.map_src = os.path.join(self.root, "placement.yml")
+        writer = os.path.join(self.root, "writer.json")
+        with open(writer, "w") as handle:
+            json.dump(WRITER, handle)
+        self.source = {"type": "s3", "url": "s3://%s/failback/placement.yml" % self.bucket_name,
+                       "region": "eu-west-1", "endpoint": endpoint, "refresh": refresh, "lease": lease,
+                       "clock_margin": margin, "credentials": READER, "controller_credentials_file": writer}
+        hosts = dict((name, {"airflow_placement_dir": os.path.join(self.root, name, "placement"),
+                             "airflow_placement_guard_dir": os.path.join(self.root, name, "config")}) for name in NAMES)
+        self.inventory = os.path.join(self.root, "hosts.yml")
+        with open(self.inventory, "w") as handle:
+            yaml.safe_dump({"all": {"children": {"airflow_installations": {"hosts": hosts, "vars": {
+                "ansible_connection": "local", "ansible_python_interpreter": os.path.join(REPO, ".venv", "bin", "python"),
+                "airflow_placement_map_src": self.map_src, "airflow_placement_source": self.source}}}}}, handle)
+
+    def write_map(self, pmap):
+        with open(self.map_src, "w") as handle:
+            handle.write(placement.dump_map(pmap))
+
+    def authority(self):
+        status, body, _etag = self.bucket.get("failback/placement.yml")
+        return placement.parse_map(body.decode("utf-8")) if status == 200 else None
+
+
+class Watcher(threading.Thread):
+    """Every object the bucket served, and any run that a guard with the previous map (within its
+    lease) and a guard with the newest one would both run."""
+
+    def __init__(self, fleet, lease):
+        super().__init__(daemon=True)
+        self.fleet, self.lease = fleet, lease
+        self.stop_event = threading.Event()
+        self.seen, self.double = [], []
+
+    def run(self):
+        deadline = time.monotonic() + 600
+        held = []  # (map, confirmed at)
+        while not self.stop_event.is_set() and time.monotonic() < deadline:
+            current = self.fleet.authority()
+            now = time.monotonic()
+            if current is not None:
+                if not self.seen or (current.generation, current.stage) != self.seen[-1]:
+                    self.seen.append((current.generation, current.stage))
+                held = [(m, t) for m, t in held if now - t <= self.lease and m.to_data() != current.to_data()]
+                held.append((current, now))
+                for old, _t in held[:-1]:
+                    for dag in ("dag_a", "dag_b"):
+                        for due in (None, "2026-01-01T00:00:00Z", placement.utc_now()):
+                            a, b = old.owner_at(dag, due), current.owner_at(dag, due)
+                            if a is not None and b is not None and a != b:
+                                self.double.append((dag, due, a, b, old.generation, current.generation, current.stage))
+            time.sleep(0.02)
+
+    def finish(self):
+        self.stop_event.set()
+        self.join(10)
+
+
+def test_publish_writes_the_bucket_revoke_first_and_waits_for_the_lease(tmp_path, endpoint):
+    fleet = PullFleet(tmp_path, endpoint)
+    first_map = placement.PlacementMap({"dag_a": "server-1", "dag_b": "server-2"}, 1)
+    fleet.write_map(first_map)
+    first = run_playbook("publish.yml", fleet.inventory)
+    assert first.rc == 0, first
+    assert fleet.authority().dags == first_map.dags and fleet.authority().stage is None
+    assert READER["secret_access_key"] not in first.text() and WRITER["secret_access_key"] not in first.text()
+
+    moved = placement.stamp(first_map, first_map.replace(dags={"dag_a": "server-2", "dag_b": "server-2"}), "test")
+    fleet.write_map(moved)
+    watcher = Watcher(fleet, lease=4)
+    watcher.start()
+    started = time.monotonic()
+    second = run_playbook("publish.yml", fleet.inventory)
+    took = time.monotonic() - started
+    watcher.finish()
+    assert second.rc == 0, second
+    assert (2, "revoke") in watcher.seen and watcher.seen[-1] == (2, None), watcher.seen
+    assert watcher.seen.index((2, "revoke")) < len(watcher.seen) - 1
+    assert not watcher.double, watcher.double[:5]
+    assert took >= 5, took  # the lease (4 s) and the clock margin (1 s) after the revoke stage
+    assert "waiting" in second.text() and "before the grant" in second.text()
+    again = run_playbook("publish.yml", fleet.inventory)
+    assert again.rc == 0 and again.changed() == 0, again
