@@ -94,6 +94,8 @@ FUTURE_TOLERANCE = 60
 FENCE_FILE_NAME = "fence"
 #: Stands for "every DAG the map does not list" (the default owner) in plans and change lists.
 DEFAULT_KEY = "@default"
+#: The earliest due time compared (runs due before it are not told apart).
+_EPOCH = datetime.datetime(1970, 1, 1, 0, 0, 1, tzinfo=datetime.timezone.utc)
 #: The largest map anything accepts or writes: the guard, the module, the playbooks. It fits a
 #: Kubernetes ConfigMap (at most 1 MiB with its metadata) and is about 30,000 DAGs.
 MAX_MAP_BYTES = 1000000
@@ -282,7 +284,7 @@ class PlacementMap(object):
 
     def installations(self):
         """Every installation named by this map."""
-        names = set(self.dags.values())
+        names = set(owner for owner in self.dags.values() if owner is not None)
         if self.default is not None:
             names.add(self.default)
         return names
@@ -513,7 +515,8 @@ def validate_map(pmap, installations=None):
     if known is None:
         return pmap
     for dag_id in sorted(pmap.dags):
-        check_installation_name(pmap.dags[dag_id], known, where="owner of DAG %r:" % dag_id)
+        if pmap.dags[dag_id] is not None or pmap.stage != "revoke":
+            check_installation_name(pmap.dags[dag_id], known, where="owner of DAG %r:" % dag_id)
     if pmap.default is not None:
         check_installation_name(pmap.default, known, where="default owner")
     return pmap
@@ -566,6 +569,9 @@ def from_data(data, installations=None, source="placement map"):
         if isinstance(key, str) and key.startswith("@"):
             raise PlacementError("%s: key %s is reserved (only %r is allowed to start with '@')" % (source, show(key), META_KEY))
         check_dag_id(key, where="%s: key" % source)
+        if value is None and stage == "revoke":
+            dags[key] = None  # the revoke stage: nobody owns the DAG's runs from its last handover on
+            continue
         if value is None or (isinstance(value, str) and not value.strip()):
             raise PlacementError("%s: DAG %r has an empty installation name" % (source, key))
         if isinstance(value, bool) or not isinstance(value, str):
@@ -733,7 +739,7 @@ def dump_map(pmap):
     if pmap.stage is not None:
         lines.append("  stage: %s" % _quote(pmap.stage))
     for dag_id in sorted(pmap.dags):
-        lines.append("%s: %s" % (_key(dag_id), _quote(pmap.dags[dag_id])))
+        lines.append("%s: %s" % (_key(dag_id), "null" if pmap.dags[dag_id] is None else _quote(pmap.dags[dag_id])))
     text = "\n".join(lines) + "\n"
     size = len(text.encode("utf-8"))
     if size > MAX_MAP_BYTES:
@@ -992,7 +998,13 @@ def check_publish(current, new):
         if new.same_placement(current) and new.stage == current.stage:
             return current.to_data() != new.to_data()
         if current.stage == "revoke" and new.stage is None:
-            return True  # the grant that follows the revoke stage of the same generation
+            # The grant that follows the revoke stage of the same generation: only the runs the
+            # revoke stage gave to nobody may change owner.
+            conflict = _revoke_conflict(current, new)
+            if conflict:
+                raise PlacementError(
+                    "refusing to grant placement map generation %d over its revoke stage: %s" % (new.generation, conflict))
+            return True
         if new.stage == "revoke" and current.stage is None:
             raise PlacementError(
                 "refusing to replace placement map generation %d with its revoke stage: that generation was "
@@ -1003,6 +1015,25 @@ def check_publish(current, new):
                 "maps of the same generation must be identical (was the map changed by hand?)" % new.generation
             )
     return True
+
+
+def _revoke_conflict(revoke, grant):
+    """The first run the revoke stage gives to an installation and the grant to another, described; or None."""
+    keys = sorted(set(revoke.dags) | set(grant.dags) | set(revoke.handovers) | set(grant.handovers) - {DEFAULT_KEY})
+    for key in keys + [DEFAULT_KEY]:
+        times = set()
+        for pmap in (revoke, grant):
+            for handover in pmap.history(key):
+                times.add(handover.at_time)
+                times.update(handover.kept_times)
+        points = [_EPOCH] + [p for t in sorted(times) for p in (t, t + datetime.timedelta(microseconds=1))]
+        for point in points:
+            owner = revoke.owner_at(key, point)
+            if owner is not None and owner != grant.owner_at(key, point):
+                return "the run of %s due %s stays with %r in the revoke stage and would go to %r" % (
+                    "the DAGs no map lists" if key == DEFAULT_KEY else key, format_time(point), owner,
+                    grant.owner_at(key, point))
+    return None
 
 
 # --------------------------------------------------------------------------- decisions

@@ -225,27 +225,37 @@ def revoke_map(before, after):
     nobody's or the common owner's.
     """
     changes = run_changes(before, after)
+    # Runs that go to nobody in *after* (a folded history, a DAG taken off the map) need no stage.
+    changes = dict((key, segments) for key, segments in changes.items()
+                   if any(segment["to"] is not None for segment in segments))
     if not changes:
         return None
     dags, default, handovers = dict(after.dags), after.default, dict(after.handovers)
     for key, segments in changes.items():
-        starts = [segment["since"] for segment in segments]
+        starts = [segment["since"] for segment in segments if segment["to"] is not None]
         first = None if None in starts else min(placement.parse_time(t) for t in starts)
         if key == DEFAULT_KEY:
             default = None
         else:
-            dags.pop(key, None)
+            dags[key] = None  # listed, owned by nobody: the default owner must not take it either
         history = after.history(key)
         if first is None:
             handovers.pop(key, None)
             continue
+
         def unchanged(handover, moment, key=key, first=first):
             return moment < first or before.owner_at(key, moment) == after.owner_at(key, moment) == handover.source
 
         # after's history up to the first change, without the kept runs that change owner.
         kept_history = [placement.Handover(h.at, h.source, [k for k in h.kept_times if unchanged(h, k)])
                         for h in history if h.at_time <= first]
-        closing = [placement.Handover(first, after.owner_at(key, first - datetime.timedelta(microseconds=1)))]
+        closing = []
+        owner_before = after.owner_at(key, first - datetime.timedelta(microseconds=1))
+        last = kept_history[-1] if kept_history else None
+        if owner_before is not None and not (last is not None and last.at_time == first and last.source == owner_before):
+            closing.append(placement.Handover(first, owner_before))
+        elif owner_before is None and not kept_history:
+            closing.append(placement.Handover(first, None))  # a floor: nobody's runs before the first change
         # Kept runs (being finished) of later handovers that keep their owner.
         kept_later = {}
         for handover in history:
@@ -254,8 +264,6 @@ def revoke_map(before, after):
                     if unchanged(handover, moment):
                         kept_later.setdefault(handover.source, []).append(moment)
         closing += [placement.Handover(first, source, sorted(times)) for source, times in sorted(kept_later.items())]
-        if closing[0].source is None and not closing[0].kept:
-            closing = closing[1:] if kept_history else closing
         handovers[key] = placement.capped(kept_history + closing)
     revoke = after.replace(dags=dags, default=default, handovers=handovers, stage="revoke")
     table = Ownership([before, after, revoke])

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import hmac
+import http.client
 import json
 import os
 import re
@@ -33,6 +34,7 @@ MAX_CREDENTIALS_BYTES = 16384
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _REGION = re.compile(r"^[a-z0-9-]{1,40}$")
 CREDENTIAL_KEYS = ("access_key_id", "secret_access_key", "session_token")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class S3Error(RuntimeError):
@@ -80,7 +82,7 @@ def read_credentials(path):
         data = handle.read(MAX_CREDENTIALS_BYTES + 1)
     try:
         found = json.loads(data.decode("utf-8")) if len(data) <= MAX_CREDENTIALS_BYTES else None
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         found = None
     if not isinstance(found, dict):
         raise S3Error("the S3 credentials file %s is not a JSON object (keys: %s)" % (path, ", ".join(CREDENTIAL_KEYS)))
@@ -93,6 +95,9 @@ def read_credentials(path):
                                           "session_token is not a string" if not isinstance(
                                               found.get("session_token", ""), str) else ""])),
             ", ".join(CREDENTIAL_KEYS)))
+    if any(_CONTROL.search(found.get(key) or "") for key in CREDENTIAL_KEYS):
+        # http.client would refuse the header and echo the value in its error.
+        raise S3Error("the S3 credentials file %s: a value holds a control character (a line break?)" % path)
     return dict((key, found[key]) for key in CREDENTIAL_KEYS if found.get(key))
 
 
@@ -169,6 +174,9 @@ class Bucket(object):
                 body = response.read(limit + 1)
                 if len(body) > limit:
                     raise S3Error("%s is larger than %d bytes" % (where, limit), response.getcode())
+                declared = response.headers.get("Content-Length")
+                if declared is not None and declared.strip().isdigit() and int(declared) != len(body):
+                    raise S3Error("%s %s: the answer ended after %d of %s bytes" % (method, where, len(body), declared))
                 return response.getcode(), body, response.headers
         except urllib.error.HTTPError as exc:
             if exc.code == 304:
@@ -177,12 +185,13 @@ class Bucket(object):
             if exc.code == 412:
                 raise PreconditionFailed("%s changed since it was read (HTTP 412%s)" % (where, code), 412) from None
             raise S3Error("%s %s answered HTTP %d%s" % (method, where, exc.code, code), exc.code) from None
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise S3Error("%s %s failed: %s" % (method, where, getattr(exc, "reason", exc))) from None
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
+            # The reason only: an exception's text may quote a header, and headers carry the keys.
+            raise S3Error("%s %s failed: %s" % (method, where, getattr(exc, "reason", None) or type(exc).__name__)) from None
 
     def _stdlib_open(self, url, method, headers, data, timeout):
         """The default opener, for the guard (no Ansible there); modules pass one built on Ansible's open_url."""
-        handlers = []
+        handlers = [_NoRedirect()]
         if url.startswith("https://"):
             handlers.append(urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=self._ca_file or None)))
         opener = urllib.request.build_opener(*handlers)
@@ -206,6 +215,13 @@ class Bucket(object):
         condition["Content-Type"] = content_type
         _status, _body, headers = self._call("PUT", key, payload, condition)
         return headers.get("ETag")
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Refuse redirects: the signed headers (keys, session token) must never reach another host."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: D401 (urllib API)
+        raise urllib.error.HTTPError(req.full_url, code, "redirect to another URL refused (%s)" % msg, headers, fp)
 
 
 def _error_code(exc):

@@ -185,6 +185,16 @@ def _as_map(content, installations):
     raise placement.PlacementError("content must be a placement map as YAML text or data, got %s" % type(content).__name__)
 
 
+def _lenient_generation(body):
+    """The generation an object claims, when it is not a map this collection reads (None if it claims none)."""
+    try:
+        data = placement.load_yaml(body.decode("utf-8", "replace"), source="the authority's map")
+        generation = data[placement.META_KEY]["generation"]
+    except (placement.PlacementError, KeyError, TypeError, AttributeError):
+        return None
+    return generation if isinstance(generation, int) and not isinstance(generation, bool) else None
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -220,6 +230,8 @@ def main():
             credentials = s3_object.read_credentials(params["credentials_file"])
         else:
             credentials = dict((k, v) for k, v in (params["credentials"] or {}).items() if v)
+        # Never shown, whatever an error quotes (keys from a file are not module options).
+        module.no_log_values.update(v for k, v in credentials.items() if k != "access_key_id")
         bucket = s3_object.Bucket(bucket_name, region=params["region"], endpoint=params["endpoint"],
                                   credentials=credentials, ca_file=params["ca_file"], timeout=params["timeout"],
                                   opener=lambda url, method, headers, data, timeout: open_url(
@@ -235,6 +247,11 @@ def main():
             current = placement.parse_map(body.decode("utf-8"), source="the authority's map %s" % url)
         except (UnicodeDecodeError, placement.PlacementError) as exc:
             result["invalid"] = str(exc)
+            held = _lenient_generation(body)
+            if new is not None and held is not None and new.generation <= held:
+                module.fail_json(msg="the authority's map %s holds generation %d, which this collection cannot read (%s); "
+                                     "refusing to write generation %d over it - is a newer collection publishing? "
+                                     "Nothing was changed" % (url, held, exc, new.generation), **result)
     after, after_etag = current, etag
     if new is not None:
         expected = params["expect_etag"]

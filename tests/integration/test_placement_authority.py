@@ -182,3 +182,13 @@ def test_a_writer_between_the_read_and_the_write_wins_and_this_one_changes_nothi
     monkeypatch.setattr(s3_object.Bucket, "get", real_get)
     assert lost["rc"] == 1 and "HTTP 412" in lost["msg"] and "another writer published" in lost["msg"], lost
     assert run(capsys, endpoint, bucket, state="read")["map"]["dag_a"] == "server-3"
+
+
+def test_an_object_this_collection_cannot_read_is_not_overwritten_by_an_older_generation(capsys, endpoint, bucket):
+    """A newer collection's map (a field this one does not know) claims generation 10: generation 3 is refused."""
+    s3_object.Bucket(bucket, region="eu-west-1", endpoint=endpoint, credentials=CREDENTIALS).put(
+        "failback/placement.yml", b'"@failback": {generation: 10, lease_hint: 5}\ndag_a: server-1\n')
+    result = run(capsys, endpoint, bucket, content='"@failback": {generation: 3}\ndag_a: server-2\n', installations=KNOWN)
+    assert result["rc"] == 1 and "holds generation 10, which this collection cannot read" in result["msg"], result
+    newer = run(capsys, endpoint, bucket, content='"@failback": {generation: 11}\ndag_a: server-2\n', installations=KNOWN)
+    assert newer["rc"] == 0 and newer["written"] and "held no valid map" in json.dumps(newer.get("warnings"))

@@ -350,14 +350,88 @@ def test_malformed_url_map_fails_closed(guard, served):
         guard.evaluate("dag_a")
 
 
-def test_an_older_generation_from_the_url_is_ignored(guard, served, monkeypatch, caplog):
+def test_an_older_generation_from_the_url_is_ignored_but_does_not_renew_the_lease(guard, served, monkeypatch, caplog):
     monkeypatch.setenv("FAILBACK_PLACEMENT_TTL", "0")
+    monkeypatch.setenv("FAILBACK_PLACEMENT_LEASE", "60")
     served.body = MAP_V2
     assert guard.evaluate("dag_a").generation == 2
     served.body = MAP_V1  # a lagging mirror
     decision = guard.evaluate("dag_a")
     assert (decision.generation, decision.decision) == (2, "skip")
     assert any("older than the cached generation 2" in r.getMessage() for r in caplog.records)
+    guard.current_source()._entry["ok_at"] -= 61  # only the older map answered since: the lease ran out
+    with pytest.raises(guard.GuardError, match="served generation 1, older than the cached generation 2.*past its lease"):
+        guard.evaluate("dag_a")
+
+
+def test_a_cached_map_from_the_future_or_in_a_shared_directory_is_not_trusted(guard, served, monkeypatch, tmp_path):
+    """A cache entry dated ahead of this clock (a clock stepped back, an edited file) never decides
+    without a request; nor does a cache directory that another user could have written."""
+    monkeypatch.setenv("FAILBACK_PLACEMENT_TTL", "3600")
+    assert guard.evaluate("dag_a").runs
+    source = guard.current_source()
+    _directory, path = source._cache_file()
+    with open(path) as handle:
+        entry = json.load(handle)
+    entry.update(checked_at=time.time() + 86400, ok_at=time.time() + 86400)
+    with open(path, "w") as handle:
+        json.dump(entry, handle)
+    guard._SOURCES.clear()
+    served.stop()
+    with pytest.raises(guard.GuardError, match="cannot be fetched"):
+        guard.evaluate("dag_a")
+    shared = tmp_path / "shared-cache"
+    shared.mkdir(mode=0o777)
+    os.chmod(str(shared), 0o777)
+    monkeypatch.setenv("FAILBACK_PLACEMENT_CACHE_DIR", str(shared))
+    assert not guard.current_source()._cache_dir_ok(str(shared))
+
+
+def test_a_request_that_hangs_counts_against_the_lease(guard, served, monkeypatch):
+    """The lease is checked when the failed request ends, not when it started: an answer that never
+    comes (a server that accepts and says nothing) cannot stretch the lease (review finding)."""
+    import socket
+
+    monkeypatch.setenv("FAILBACK_PLACEMENT_TTL", "0")
+    monkeypatch.setenv("FAILBACK_PLACEMENT_LEASE", "2")
+    monkeypatch.setenv("FAILBACK_PLACEMENT_TIMEOUT", "1.5")
+    assert guard.evaluate("dag_a").runs
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(4)  # connections are queued and never answered
+    source = guard.current_source()
+    source.url = "http://127.0.0.1:%d/placement.yml" % silent.getsockname()[1]
+    source._entry["ok_at"] = time.time() - 1.0
+    try:
+        with pytest.raises(guard.GuardError, match="past its lease of 2 s"):
+            guard.evaluate("dag_a")
+    finally:
+        silent.close()
+
+
+def test_a_map_cut_off_before_its_content_length_fails_closed(guard, monkeypatch):
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    body = MAP_V1.encode("utf-8")
+
+    def serve_once():
+        conn, _addr = listener.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % (len(body) + 40) + body)
+        conn.close()
+
+    thread = threading.Thread(target=serve_once, daemon=True)
+    thread.start()
+    monkeypatch.setenv("FAILBACK_PLACEMENT_MAP", "http://127.0.0.1:%d/placement.yml" % listener.getsockname()[1])
+    monkeypatch.setenv("FAILBACK_INSTALLATION", "server-1")
+    with pytest.raises(guard.GuardError, match="the answer ended after %d of %d bytes" % (len(body), len(body) + 40)):
+        guard.evaluate("dag_a")
+    thread.join(5)
+    listener.close()
 
 
 def test_https_map_with_a_private_ca_and_a_token(guard, tmp_path, monkeypatch):

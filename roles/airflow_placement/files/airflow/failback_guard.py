@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import http.client
 import json
 import logging
 import math
@@ -154,6 +155,17 @@ def lease_seconds(ttl):
     return ttl + _env_float(ENV_MAX_STALE, DEFAULT_MAX_STALE)
 
 
+def _check_length(where, declared, body):
+    """Refuse a body shorter or longer than its Content-Length (a connection cut off mid-map)."""
+    if declared is not None:
+        try:
+            expected = int(declared)
+        except ValueError:
+            raise GuardError("placement map %s answered a Content-Length of %r" % (where, declared[:40])) from None
+        if expected != len(body):
+            raise GuardError("placement map %s: the answer ended after %d of %d bytes" % (where, len(body), expected))
+
+
 # --------------------------------------------------------------------------- sources
 
 
@@ -224,21 +236,40 @@ class UrlSource(object):
         name = hashlib.sha256(self.url.encode("utf-8")).hexdigest()[:32] + ".json"
         return directory, os.path.join(directory, name)
 
+    def _cache_dir_ok(self, directory):
+        """The cache is trusted only in a directory of this user that nobody else may write."""
+        try:
+            st = os.lstat(directory)
+        except OSError:
+            return False
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            LOG.warning("failback guard: the map cache directory %s is not a directory of uid %d that only it may "
+                        "write; the cache there is not used", directory, os.geteuid())
+            return False
+        return True
+
     def _load_disk(self):
-        _directory, path = self._cache_file()
+        directory, path = self._cache_file()
+        if not self._cache_dir_ok(directory):
+            return
         try:
             with open(path, "r") as handle:
                 entry = json.load(handle)
             pmap = placement.parse_map(entry["body"], source="cached placement map of %s" % self.url)
-        except (OSError, ValueError, KeyError, TypeError, placement.PlacementError):
+            checked_at, ok_at = float(entry["checked_at"]), float(entry["ok_at"])
+        except (OSError, ValueError, KeyError, TypeError, RecursionError, placement.PlacementError):
             return
-        if self._entry is None or entry.get("checked_at", 0) > self._entry.get("checked_at", 0):
+        if checked_at > time.time() or ok_at > time.time():
+            return  # written by a clock ahead of this one, or by hand: never trusted
+        if self._entry is None or checked_at > self._entry.get("checked_at", 0):
             self._entry, self._map = entry, pmap
 
     def _save_disk(self):
         directory, path = self._cache_file()
         try:
             os.makedirs(directory, mode=0o700, exist_ok=True)
+            if not self._cache_dir_ok(directory):
+                return
             placement.atomic_write(path, json.dumps(self._entry, sort_keys=True), mode=0o600)
         except OSError as exc:
             LOG.warning("failback guard: cannot write the map cache %s: %s", path, exc)
@@ -266,13 +297,14 @@ class UrlSource(object):
                 body = response.read(MAX_MAP_BYTES + 1)
                 if len(body) > MAX_MAP_BYTES:
                     raise GuardError("placement map %s is larger than %d bytes" % (self.url, MAX_MAP_BYTES))
+                _check_length(self.url, response.headers.get("Content-Length"), body)
                 return 200, body, response.headers.get("ETag"), response.headers.get("Last-Modified")
         except urllib.error.HTTPError as exc:
             if exc.code == 304:
                 return 304, None, exc.headers.get("ETag"), exc.headers.get("Last-Modified")
             raise GuardError("placement map %s answered HTTP %d" % (self.url, exc.code)) from None
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
+            reason = getattr(exc, "reason", None) or type(exc).__name__
             raise GuardError("placement map %s cannot be fetched: %s" % (self.url, reason)) from None
 
     def confirmed_at(self):
@@ -281,22 +313,33 @@ class UrlSource(object):
             self._load_disk()
         return self._entry.get("ok_at") if self._entry else None
 
+    def _fresh(self, now, ttl, lease):
+        """The cached map may decide without a request: checked within the TTL and confirmed within the
+        lease (a time ahead of this clock counts as neither)."""
+        entry = self._entry
+        return (self._map is not None and 0 <= now - entry["checked_at"] < ttl
+                and 0 <= now - entry.get("ok_at", float("-inf")) <= lease)
+
     def get(self):
         ttl = _env_float(ENV_TTL, DEFAULT_TTL)
-        lease_seconds(ttl)
+        lease = lease_seconds(ttl)
         now = time.time()
-        if self._map is not None and now - self._entry["checked_at"] < ttl:
+        if self._fresh(now, ttl, lease):
             return self._map
         with self._lock:
-            if self._map is None or now - self._entry["checked_at"] >= ttl:
+            if not self._fresh(now, ttl, lease):
                 self._load_disk()
-            if self._map is not None and now - self._entry["checked_at"] < ttl:
+            if self._fresh(now, ttl, lease):
                 return self._map
+            # *now* is when the request is sent: a map it confirms counts from here, never from its answer.
             try:
                 status, body, etag, last_modified = self._request(_env_float(ENV_TIMEOUT, DEFAULT_TIMEOUT))
             except GuardError as exc:
-                return self._stale_or_fail(exc, ttl, now)
+                return self._stale_or_fail(exc, lease, time.time())
             if status == 304:
+                if self._map is None:
+                    raise GuardError("placement map %s answered 304 Not Modified to a request without a cached map"
+                                     % self.url)
                 self._entry.update(checked_at=now, ok_at=now)
                 if etag:
                     self._entry["etag"] = etag
@@ -308,28 +351,32 @@ class UrlSource(object):
             except (UnicodeDecodeError, placement.PlacementError) as exc:
                 raise GuardError(str(exc)) from None
             if self._map is not None and fresh.generation < self._map.generation:
+                # A lagging mirror or an object rolled back: it does not confirm the cached map, so the
+                # lease runs on (only the next request waits a TTL).
                 LOG.warning(
                     "failback guard: %s served generation %d, older than the cached generation %d; keeping the cached map",
                     self.url, fresh.generation, self._map.generation,
                 )
-                self._entry.update(checked_at=now, ok_at=now)
+                self._entry.update(checked_at=now)
                 self._save_disk()
-                return self._map
+                return self._stale_or_fail(GuardError("placement map %s served generation %d, older than the cached "
+                                                      "generation %d" % (self.url, fresh.generation, self._map.generation)),
+                                           lease, time.time())
             self._map = fresh
             self._entry = {"etag": etag, "last_modified": last_modified, "checked_at": now, "ok_at": now, "body": text}
             self._save_disk()
             return fresh
 
-    def _stale_or_fail(self, error, ttl, now):
-        lease = lease_seconds(ttl)
-        if self._map is not None and now - self._entry["ok_at"] <= lease:
+    def _stale_or_fail(self, error, lease, now):
+        age = now - self._entry["ok_at"] if self._map is not None else None
+        if age is not None and 0 <= age <= lease:
             LOG.warning("failback guard: %s; using the cached map (generation %d), confirmed %.0f s ago, "
-                        "within its lease of %.0f s", error, self._map.generation, now - self._entry["ok_at"], lease)
+                        "within its lease of %.0f s", error, self._map.generation, age, lease)
             return self._map
-        if self._map is not None:
+        if age is not None:
             raise GuardError("%s; the cached map (generation %d) was last confirmed %.0f s ago, past its lease of "
                              "%.0f s: nothing runs here until the map can be read again"
-                             % (error, self._map.generation, now - self._entry["ok_at"], lease))
+                             % (error, self._map.generation, age, lease))
         raise error
 
 
