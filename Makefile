@@ -19,7 +19,7 @@ LOCAL_DAG_REPO := /opt/failback-airflow/git/dags.git
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 
-MOLECULE_SCENARIOS ?= podman+drills docker kubernetes
+MOLECULE_SCENARIOS ?= podman,docker+drills kubernetes
 
 .PHONY: help setup host-setup site test lint sanity unit test-airflow integration molecule bench changelog clean
 

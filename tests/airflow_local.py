@@ -87,7 +87,8 @@ class LocalAirflow(object):
             command = [AIRFLOW, component] + (["--host", "127.0.0.1", "--port", str(self.port)]
                                               if component == "api-server" else [])
             log = open(os.path.join(self.home, component + ".out"), "a")
-            self.processes[component] = (subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT), log)
+            self.processes[component] = (subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                                          start_new_session=True), log)
             if component == "api-server":
                 lab.wait_port(self.port, self.processes[component][0], "%s api-server" % self.name)
 

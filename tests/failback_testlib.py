@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -43,14 +44,34 @@ def wait_port(port, proc, what, timeout=90):
 
 
 def stop_process(proc, timeout=20):
-    """Terminate *proc*, kill it when it does not end within *timeout* seconds."""
-    if proc.poll() is None:
-        proc.terminate()
+    """Terminate *proc*, kill it when it does not end within *timeout* seconds.
+
+    A process started with ``start_new_session=True`` leads its own process group: the whole group
+    is signalled, so the children it leaves behind (Airflow's scheduler leaves its log server and
+    executor workers running when it ends) end with it.
+    """
+    try:
+        group = os.getpgid(proc.pid) == proc.pid
+    except OSError:
+        group = False
+
+    def signal_all(sig):
         try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=timeout)
+            if group:
+                os.killpg(proc.pid, sig)
+            elif proc.poll() is None:
+                proc.send_signal(sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    signal_all(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        signal_all(signal.SIGKILL)
+        proc.wait(timeout=timeout)
+    if group:
+        signal_all(signal.SIGKILL)  # whatever of the group outlived its leader
 
 
 def guard_files():

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Run the collection's Molecule scenarios (extensions/molecule/<name>), as `make molecule` does.
 #
-#   tests/molecule.sh podman+drills docker kubernetes
+#   tests/molecule.sh podman,docker+drills kubernetes
 #
 # Each argument is one step, run after the previous one ended. A step written `a+b` runs the
-# scenarios a and b at the same time: every line they print carries the scenario's name, and the
-# step fails when either fails (both are always waited for, so none is left running). Scenarios
+# lanes a and b at the same time: every line they print carries the scenario's name, and the
+# step fails when either fails (both are always waited for, so none is left running). A lane
+# written `a,c` runs a, then c (not c when a failed). Scenarios
 # that can share the machine must not share ports, directories, compose projects or units: the
 # drills (ports 8095-8096, /opt/failback-drills, projects drills-*) spend most of their time
 # waiting for scheduled intervals, so they run beside the Podman scenario (ports 8091-8092,
-# /opt/failback-molecule, projects molecule-*). Both build the local images first; build.sh
+# /opt/failback-molecule, projects molecule-*) and the Docker one after it (port 8093, the same
+# directories as Podman's, after Podman's destroy). All build the local images first; build.sh
 # serialises that with a lock.
 #
 # The kubernetes scenario needs a real cluster: without KUBECONFIG it is reported as skipped,
@@ -38,13 +40,19 @@ run_one() {
 failed=()
 for step in "$@"; do
     IFS=+ read -r -a together <<< "$step"
-    if [ "${#together[@]}" -eq 1 ]; then
+    if [ "${#together[@]}" -eq 1 ] && [[ "$step" != *,* ]]; then
         run_one "$step" || failed+=("$step")
     else
         pids=()
-        for scenario in "${together[@]}"; do
+        for lane in "${together[@]}"; do
             # Each line is prefixed as it comes (sed -u), so a stop half-way still shows it all.
-            ( set -o pipefail; run_one "$scenario" 2>&1 | sed -u "s/^/[$scenario] /" ) &
+            (
+                set -o pipefail
+                IFS=, read -r -a sequence <<< "$lane"
+                for scenario in "${sequence[@]}"; do
+                    run_one "$scenario" 2>&1 | sed -u "s/^/[$scenario] /" || exit 1
+                done
+            ) &
             pids+=("$!")
         done
         for i in "${!pids[@]}"; do

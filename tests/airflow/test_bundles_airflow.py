@@ -160,11 +160,12 @@ def test_a_run_records_its_commit_and_runs_that_code_after_a_newer_commit(git_se
     env = dict(home.env, AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://127.0.0.1:%d/execution/" % port)
     logs = [open(os.path.join(home.home, name + ".out"), "w") for name in ("api-server", "scheduler")]
     api = subprocess.Popen([AIRFLOW, "api-server", "--host", "127.0.0.1", "--port", str(port)], env=env,
-                           stdout=logs[0], stderr=subprocess.STDOUT)
+                           stdout=logs[0], stderr=subprocess.STDOUT, start_new_session=True)
     scheduler = None
     try:
         lab.wait_port(port, api, "airflow api-server")
-        scheduler = subprocess.Popen([AIRFLOW, "scheduler"], env=env, stdout=logs[1], stderr=subprocess.STDOUT)
+        scheduler = subprocess.Popen([AIRFLOW, "scheduler"], env=env, stdout=logs[1], stderr=subprocess.STDOUT,
+                                     start_new_session=True)
         deadline, state = time.monotonic() + 180, None
         while time.monotonic() < deadline:
             [(state, version)] = home.query("SELECT state, bundle_version FROM dag_run WHERE run_id = 'bundle-v3'")

@@ -102,7 +102,7 @@ class Installation(object):
         for command in (["api-server", "--host", "127.0.0.1", "--port", str(self.port)], ["scheduler"]):
             log = open(os.path.join(self.home, command[0] + ".out"), "w")
             self.processes.append((subprocess.Popen([AIRFLOW] + command, env=self.env, stdout=log,
-                                                    stderr=subprocess.STDOUT), log))
+                                                    stderr=subprocess.STDOUT, start_new_session=True), log))
             if command[0] == "api-server":
                 lab.wait_port(self.port, self.processes[-1][0], "%s api-server" % self.name)
 
