@@ -131,3 +131,33 @@ def test_publish_writes_the_bucket_revoke_first_and_waits_for_the_lease(tmp_path
     assert "waiting" in second.text() and "before the grant" in second.text()
     again = run_playbook("publish.yml", fleet.inventory)
     assert again.rc == 0 and again.changed() == 0, again
+
+
+@pytest.mark.parametrize("old_owner_down", [False, True], ids=["planned", "forced-old-owner-unreachable"])
+def test_failover_writes_the_revoke_stage_waits_and_grants(tmp_path, endpoint, old_owner_down):
+    fleet = PullFleet(tmp_path, endpoint)
+    fleet.write_map(placement.PlacementMap({"dag_a": "server-1", "dag_b": "server-2"}, 1))
+    assert run_playbook("publish.yml", fleet.inventory).rc == 0
+    inventory = fleet.inventory
+    extra = {"failover_from": "server-1", "failover_to": "server-2", "failover_dags": "dag_a"}
+    if old_owner_down:
+        with open(fleet.inventory) as handle:
+            data = yaml.safe_load(handle)
+        data["all"]["children"]["airflow_installations"]["hosts"]["server-1"].update(
+            ansible_connection="ssh", ansible_host="127.0.0.1", ansible_port=1)
+        inventory = os.path.join(fleet.root, "down.yml")
+        with open(inventory, "w") as handle:
+            yaml.safe_dump(data, handle)
+        extra["failover_force"] = True
+    watcher = Watcher(fleet, lease=4)
+    watcher.start()
+    started = time.monotonic()
+    run = run_playbook("failover.yml", inventory, extra)
+    took = time.monotonic() - started
+    watcher.finish()
+    assert run.rc == 0, run
+    final = fleet.authority()
+    assert final.owner("dag_a") == "server-2" and final.stage is None
+    assert (final.generation, "revoke") in watcher.seen and watcher.seen[-1] == (final.generation, None), watcher.seen
+    assert not watcher.double, watcher.double[:5]
+    assert took >= 5 and "before the grant" in run.text(), (took, run)

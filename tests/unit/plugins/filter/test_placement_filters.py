@@ -13,8 +13,9 @@ NEW = '"@failback": {generation: 3}\ndag_a: server-2\n'
 
 def test_filters_are_registered():
     assert sorted(f.FilterModule().filters()) == [
-        "placement_changes", "placement_dump", "placement_generation", "placement_owner", "placement_owns_any",
-        "placement_parse", "placement_publish_needed", "placement_publish_plan"]
+        "placement_changes", "placement_dump", "placement_generation", "placement_grant_wait", "placement_owner",
+        "placement_owns_any", "placement_parse", "placement_publish_needed", "placement_publish_plan",
+        "placement_revoke_map", "placement_source_env", "placement_source_problems"]
 
 
 def test_parse_dump_owner_generation():
