@@ -25,6 +25,16 @@ AIRFLOW = os.path.join(lab.REPO, ".venv-airflow", "bin", "airflow")
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 
 
+def hello_dag(dag_id, message="hello"):
+    """The source of a DAG with one PythonOperator task that prints *message* (not scheduled)."""
+    return (
+        "import pendulum\n"
+        "from airflow.providers.standard.operators.python import PythonOperator\n"
+        "from airflow.sdk import DAG\n\n"
+        "with DAG(%r, schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz=\"UTC\"), catchup=False):\n"
+        "    PythonOperator(task_id=\"hello\", python_callable=lambda: print(%r))\n" % (dag_id, message))
+
+
 class LocalAirflow(object):
     def __init__(self, root, name, dags=None, env=None, guard=True, before_migrate=None):
         if not os.path.exists(AIRFLOW):

@@ -7,7 +7,7 @@
 #   tests/dag-repo.sh commit REPO FILE...   copy FILEs into dags/ and push one commit to main
 #
 # Both print the commit main points to afterwards, last. A team's own repository lives on its Git
-# server instead; the installations then follow its URL (README, DAGs from Git).
+# server instead; the installations then follow its URL (docs/dag-bundles-and-logs.md).
 set -euo pipefail
 
 usage() { echo "usage: $0 create|commit REPO FILE..." >&2; exit 2; }

@@ -23,7 +23,7 @@ MOLECULE="${MOLECULE:-$PWD/.venv/bin/molecule}"
 run_one() {
     local scenario="$1"
     if [ "$scenario" = kubernetes ] && [ -z "${KUBECONFIG:-}" ]; then
-        echo "SKIPPED molecule scenario 'kubernetes': KUBECONFIG is not set (see README, Kubernetes)"
+        echo "SKIPPED molecule scenario 'kubernetes': KUBECONFIG is not set (see docs/kubernetes.md)"
         return 0
     fi
     if [ ! -f "extensions/molecule/$scenario/molecule.yml" ]; then

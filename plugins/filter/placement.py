@@ -11,13 +11,7 @@ from ansible_collections.failback.airflow.plugins.module_utils import placement,
 
 
 def _as_map(value, installations=None, source="placement map"):
-    if isinstance(value, placement.PlacementMap):
-        return value
-    if isinstance(value, dict):
-        return placement.from_data(dict(value), installations, source)
-    if isinstance(value, (str, bytes)):
-        return placement.parse_map(value, installations, source)
-    raise AnsibleFilterError("%s must be YAML text or a mapping, got %s" % (source, type(value).__name__))
+    return value if isinstance(value, placement.PlacementMap) else placement.as_map(value, installations, source)
 
 
 def _wrap(func):

@@ -28,7 +28,7 @@ from ansible_collections.failback.airflow.plugins.module_utils import airflow_ap
 #: Severity order, most severe first.
 SEVERITIES = ("critical", "error", "warning")
 
-#: Every finding: its severity and what it means (the README's table is this one).
+#: Every finding: its severity and what it means (docs/status.md's table is this one).
 FINDINGS = {
     "leak": ("critical", "a task of a run this installation does not own executed here"),
     "unreachable": ("critical", "the installation's placement map cannot be read"),

@@ -665,6 +665,17 @@ def load_yaml(text, source="placement map"):
     return documents[0] if documents else None
 
 
+def as_map(value, installations=None, source="placement map"):
+    """A validated PlacementMap from a map given as YAML text, loaded data or a PlacementMap."""
+    if isinstance(value, PlacementMap):
+        return validate_map(value, installations)
+    if isinstance(value, dict):
+        return from_data(dict(value), installations, source)
+    if isinstance(value, (str, bytes)):
+        return parse_map(value, installations, source)
+    raise PlacementError("%s must be YAML text or a mapping, got %s" % (source, type(value).__name__))
+
+
 def parse_map(text, installations=None, source="placement map"):
     """Parse and validate map text (YAML) into a PlacementMap."""
     return from_data(load_yaml(text, source), installations, source)

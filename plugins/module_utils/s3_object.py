@@ -29,7 +29,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-UNSIGNED_PAYLOAD_HASH = hashlib.sha256(b"").hexdigest()
 MAX_CREDENTIALS_BYTES = 16384
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _REGION = re.compile(r"^[a-z0-9-]{1,40}$")

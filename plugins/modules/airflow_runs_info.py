@@ -36,7 +36,7 @@ attributes:
       - Needs only Python on the host that runs it, which must reach O(url).
 notes:
   - A run belongs to the installation that owned its DAG when the run was due (its C(run_after)); see the placement
-    map's C(handovers) in the README.
+    map's C(handovers) in docs/placement-map.md.
   - A task instance that runs without a guard record for less than 30 seconds makes its run RV(undecided); retry
     until RV(undecided) is empty before relying on RV(late).
 seealso:

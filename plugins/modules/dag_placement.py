@@ -133,7 +133,7 @@ seealso:
   - module: failback.airflow.placement_publish
   - module: failback.airflow.placement_failover
   - name: Placement map format
-    description: The README section on the placement map.
+    description: docs/placement-map.md in the collection.
     link: https://github.com/failback/airflow#the-placement-map
 """
 

@@ -16,7 +16,7 @@ description:
     installation, one per DAG - with its findings, each a named drift with a severity.
   - "The findings: C(leak), C(unreachable), C(ahead) (critical); C(fenced), C(behind), C(unhealthy), C(api_unreadable),
     C(unmapped_dag), C(paused_on_owner), C(owner_does_not_parse) (error); C(unknown_dag), C(dag_sets_differ),
-    C(import_errors), C(files_differ) (warning). The README's fleet status section explains each."
+    C(import_errors), C(files_differ) (warning). docs/status.md explains each."
   - Writes the report as JSON and as a self-contained HTML page (no script, no external asset) next to the map,
     each replaced atomically.
   - C(playbooks/status.yml) gathers the data and calls it; other playbooks can call it the same way.

@@ -177,14 +177,6 @@ from ansible.module_utils.urls import open_url
 from ansible_collections.failback.airflow.plugins.module_utils import placement, s3_object
 
 
-def _as_map(content, installations):
-    if isinstance(content, dict):
-        return placement.from_data(dict(content), installations, source="content")
-    if isinstance(content, (str, bytes)):
-        return placement.parse_map(content, installations, source="content")
-    raise placement.PlacementError("content must be a placement map as YAML text or data, got %s" % type(content).__name__)
-
-
 def _lenient_generation(body):
     """The generation an object claims, when it is not a map this collection reads (None if it claims none)."""
     try:
@@ -237,7 +229,7 @@ def main():
                                   opener=lambda url, method, headers, data, timeout: open_url(
                                       url, data=data, headers=headers, method=method, timeout=timeout,
                                       ca_path=params["ca_file"], follow_redirects="none"))
-        new = _as_map(params["content"], params["installations"]) if params["state"] == "present" else None
+        new = placement.as_map(params["content"], params["installations"], "content") if params["state"] == "present" else None
         status, body, etag = bucket.get(key, limit=placement.MAX_MAP_BYTES)
     except (ValueError, s3_object.S3Error, placement.PlacementError) as exc:
         module.fail_json(msg="%s; nothing was changed" % exc, **result)

@@ -153,14 +153,6 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.failback.airflow.plugins.module_utils import placement
 
 
-def _as_map(content, installations):
-    if isinstance(content, dict):
-        return placement.from_data(dict(content), installations, source="content")
-    if isinstance(content, (str, bytes)):
-        return placement.parse_map(content, installations, source="content")
-    raise placement.PlacementError("content must be a placement map as YAML text or data, got %s" % type(content).__name__)
-
-
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -189,7 +181,7 @@ def main():
                                  fenced=None, fence_changed=False, invalid=None, **result)
             outcome = placement.publish_file(path, None, check_mode=True)
         else:
-            new = _as_map(params["content"], params["installations"]) if params["state"] == "present" else None
+            new = placement.as_map(params["content"], params["installations"], "content") if params["state"] == "present" else None
             if not os.path.isdir(directory):
                 result["changed"] = True
                 if module.check_mode:

@@ -20,21 +20,14 @@ import time
 import pytest
 import yaml
 
-from airflow_local import LocalAirflow
+from airflow_local import LocalAirflow, hello_dag
 from failback_ansible import BIN, run_playbook
 from fake_kube import FakeKube
 
 NAMESPACE = "airflow"
 SERVICE = "failback-airflow-api-server"
 DAG_ID = "failback_proxy_check"
-DAG = '''
-import pendulum
-from airflow.providers.standard.operators.python import PythonOperator
-from airflow.sdk import DAG
-
-with DAG("%s", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False):
-    PythonOperator(task_id="hello", python_callable=lambda: print("hello from the cluster"))
-''' % DAG_ID
+DAG = hello_dag(DAG_ID, "hello from the cluster")
 
 
 @pytest.fixture(scope="module")

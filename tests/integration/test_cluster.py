@@ -26,19 +26,12 @@ import os
 import pytest
 import yaml
 
-from airflow_local import LocalAirflow
+from airflow_local import LocalAirflow, hello_dag
 from failback_ansible import REPO, run_playbook
 from fake_cluster import FakeCluster
 
 DAG_ID = "failback_cluster_check"
-DAG = '''
-import pendulum
-from airflow.providers.standard.operators.python import PythonOperator
-from airflow.sdk import DAG
-
-with DAG("%s", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False):
-    PythonOperator(task_id="hello", python_callable=lambda: print("hello"))
-''' % DAG_ID
+DAG = hello_dag(DAG_ID, "hello")
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,11 @@
 """failback.airflow.placement_authority against moto's S3 on 127.0.0.1 (the real-Airflow venv's moto_server).
 
 The module is run in-process through main() for its results, and as ``ansible localhost -m`` by
-several processes at once for the race: of controllers that publish different maps of the same
-generation at the same moment exactly one wins, whatever the interleaving (a write without
-If-Match would let a later one overwrite the winner). moto checks signatures in
-tests/airflow/test_placement_s3.py; here it checks the conditions.
+several processes at once: of controllers that publish different maps of the same generation at the
+same moment exactly one wins. Processes that read after the winner wrote are stopped by the
+generation check; the conditional PUT itself (a write between this module's read and its write) is
+forced deterministically by test_a_writer_between_the_read_and_the_write_wins... below. moto
+checks signatures in tests/airflow/test_placement_s3.py; here it checks the conditions.
 """
 
 from __future__ import annotations
