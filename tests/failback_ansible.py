@@ -86,6 +86,18 @@ def run_playbook(playbook, inventory, extra_vars=None, check=False, diff=False, 
     return PlaybookRun(args, proc)
 
 
+def start_playbook(playbook, inventory, extra_vars=None):
+    """Start ansible-playbook in its own process group (``os.killpg(proc.pid, SIGKILL)`` kills it
+    whole, as a kill -9 of the operator's run would); stdout and stderr together, as text."""
+    args = [os.path.join(BIN, "ansible-playbook"), "-i", str(inventory), os.path.join(REPO, "playbooks", playbook)]
+    for key, value in (extra_vars or {}).items():
+        args += ["-e", json.dumps({key: value})]
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               PATH=BIN + os.pathsep + os.environ.get("PATH", ""))
+    return subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+
 def run_module(capsys, module, check_mode=False, diff=False, **args):
     """Run ``module.main()`` with *args* as module arguments; return its JSON result plus ``rc``."""
     import pytest

@@ -29,6 +29,7 @@ ARGUMENT_SPEC = dict(
     before=dict(type="dict"),  # step keep: the map the failover started from
     since=dict(type="raw"),
     kept=dict(type="dict", default={}),  # {old_owner: {dag_id: [run_after]} or [run, ...]}
+    held=dict(type="dict", default={}),  # {old_owner: time its lease is certainly over}
     catchup=dict(type="dict", default={}),
     updated_by=dict(type="str"),
 )
@@ -150,7 +151,8 @@ class ActionModule(ActionBase):
         # In check mode the commit was not written: keep on top of the map the plan showed.
         base = planned if check and planned.generation > current.generation else current
         running = self._running_maps(task_vars, args["installations"], args["publish_plan"], base)
-        after, new_journal, refused = failover.keep(base, journal, kept, actor, now, before=before, running=running)
+        after, new_journal, refused = failover.keep(base, journal, kept, actor, now, before=before, running=running,
+                                                    held=args["held"])
         changed = after is not base
         result.update(changed=changed, after=_map_data(after), generation=after.generation, refused=refused,
                       kept=dict((s, dict((d, list(placement.format_time(t) for t in ts)) for d, ts in dags.items()))

@@ -15,6 +15,7 @@ Pure functions over placement maps and plain data; no Ansible import.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 
@@ -118,7 +119,7 @@ def _owner(pmap, key):
     return pmap.default if key == placement.DEFAULT_KEY else pmap.owner(key)
 
 
-def keep(current, journal, kept, updated_by, now=None, before=None, running=None):
+def keep(current, journal, kept, updated_by, now=None, before=None, running=None, held=None):
     """The map where each old owner keeps the runs it started after the handover.
 
     *kept* is ``{old_owner: {dag_id: [run_after, ...]}}`` (the late runs airflow_runs_info found).
@@ -128,12 +129,37 @@ def keep(current, journal, kept, updated_by, now=None, before=None, running=None
     holds now (*running*: ``{installation: PlacementMap or None}``, None for one that runs nothing).
     Such a run stays with its current owner and is returned as refused, with the reason.
 
+    *held* is ``{old_owner: time}`` for the old owners that did not confirm the revoke with a lease
+    source (airflow_placement_source s3): their guards may decide with *before* until *time* (their
+    lease certainly over), so the runs of the DAGs this failover moved away from them due before
+    *time* stay theirs (placement.hold_until) - unless an installation other than the old owner may
+    run such a run by the map it holds now; that DAG is then refused whole.
+
     Returns ``(new_map, new_journal, refused)``: a new generation (or *current* itself when there is
     nothing new to keep), the journal of the failover updated to it, so a later run still resumes
     it, and ``{old_owner: [{"dag_id", "run_after", "reason"}]}``.
     """
     refused = {}
     target = current
+    for source, until in sorted((held or {}).items()):
+        until_time = placement.parse_time(until, "lease end of %s" % source)
+        allowed = []
+        for key in _moved_away(before, current, source):
+            last = current.last_handover(key)
+            if last.at_time >= until_time:
+                continue
+            moments = (last.at_time, until_time - datetime.timedelta(microseconds=1))
+            others = sorted(name for name, pmap in (running or {}).items()
+                            if name != source and pmap is not None
+                            and any(pmap.owner_at(key, moment) == name for moment in moments))
+            if others:
+                refused.setdefault(source, []).append(
+                    {"dag_id": key, "run_after": placement.format_time(last.at_time),
+                     "reason": "%s runs its runs due from then on by the map it holds" % " and ".join(others)})
+            else:
+                allowed.append(key)
+        if allowed:
+            target = placement.hold_until(target, allowed, source, until_time)
     for source in sorted(kept):
         allowed = {}
         for dag_id in sorted(kept[source]):
@@ -157,6 +183,17 @@ def keep(current, journal, kept, updated_by, now=None, before=None, running=None
         return after, journal, refused
     updated = dict(journal, generation=after.generation, after=after.to_data(), updated_at=now or placement.utc_now())
     return after, updated, refused
+
+
+def _moved_away(before, current, source):
+    """The keys (DAG ids, DEFAULT_KEY) whose latest handover in *current* is away from *source* and
+    differs from *before*'s: the ones a failover from *before* moved away from *source*."""
+    found = []
+    for key in sorted(set(current.handovers)):
+        last = current.last_handover(key)
+        if last is not None and last.source == source and (before is None or before.history(key) != current.history(key)):
+            found.append(key)
+    return found
 
 
 def journal_for(planned, req, updated_by, now):

@@ -969,6 +969,26 @@ def keep_runs(pmap, kept, source):
     return pmap.replace(handovers=handovers)
 
 
+def hold_until(pmap, dag_ids, source, until):
+    """A map where the runs of *dag_ids* moved away from *source* that are due before *until* stay with it.
+
+    For a failover whose old owner did not confirm the revoke (unreachable, partitioned): its guard
+    may decide with the map before until its lease is certainly over (*until*), so the runs due
+    before then are its own - it runs them if it is alive, and nobody runs them twice. Each key's
+    latest handover away from *source* that lies before *until* is moved forward to it (its kept
+    runs before *until* are folded in).  Call :func:`stamp` afterwards.
+    """
+    until_time = parse_time(until, "lease end")
+    handovers = dict(pmap.handovers)
+    for key in sorted(dag_ids):
+        history = pmap.history(key)
+        if not history or history[-1].source != source or history[-1].at_time >= until_time:
+            continue
+        last = history[-1]
+        handovers[key] = history[:-1] + (Handover(until_time, source, [k for k in last.kept_times if k >= until_time]),)
+    return pmap.replace(handovers=handovers)
+
+
 def move_cut(pmap, dag_ids, source, since):
     """A map where the latest handover of each of *dag_ids* away from *source* is moved back to *since*.
 

@@ -67,6 +67,14 @@ options:
         had started after the handover (RV(failback.airflow.airflow_runs_info#module:late))."
     type: dict
     default: {}
+  held:
+    description:
+      - "O(step=keep) - C({old_owner: time}) for the old owners that did not confirm the revoke with a lease source
+        (C(airflow_placement_source) C(s3)): their guards may decide with the map before until C(time), the moment
+        their lease is certainly over, so the moved DAGs' runs due before it stay theirs (the handover moves forward
+        to it). A DAG some other installation may already run from its handover on is not held (RV(refused))."
+    type: dict
+    default: {}
   catchup:
     description:
       - O(step=finish) - what the drain and the catch-up did, for the summary (C(rerun), C(left), C(kept), C(disabled),

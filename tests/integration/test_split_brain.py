@@ -37,7 +37,7 @@ import pytest
 import yaml
 
 from ansible_collections.failback.airflow.plugins.module_utils import placement
-from failback_ansible import BIN, REPO, run_playbook
+from failback_ansible import BIN, REPO, run_playbook, start_playbook
 
 NAMES = ("server-1", "server-2", "server-3")
 DAGS = ("dag_a", "dag_b", "dag_c")
@@ -183,16 +183,6 @@ def fleet(tmp_path):
     fleet.watcher = watcher
     yield fleet
     watcher.finish()
-
-
-def start_playbook(playbook, inventory, extra_vars):
-    args = [os.path.join(BIN, "ansible-playbook"), "-i", inventory, os.path.join(REPO, "playbooks", playbook)]
-    for key, value in extra_vars.items():
-        args += ["-e", json.dumps({key: value})]
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-               PATH=BIN + os.pathsep + os.environ.get("PATH", ""))
-    return subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
 
 
 # ----------------------------------------------------------------------------- 1. failed revoke

@@ -82,3 +82,50 @@ def test_journals_round_trip_and_damaged_ones_are_refused(tmp_path):
 ])
 def test_summary(moved, held, fenced, expected, behind):
     assert failover.summarize(moved, 5, "server-2", {"unreachable": []}, held, fenced) == (expected, behind)
+
+
+# An old owner that did not confirm the revoke (lease source, unreachable): its runs due before the
+# moment its lease is certainly over stay its own; the new owner gets the runs from then on.
+LEASE_OVER = "2026-12-01T09:01:05Z"
+
+
+def _failed_over():
+    planned = failover.plan(M0, None, failover.request("server-2", "server-1"), KNOWN, "me", now=T1)
+    return planned["after"], failover.journal_for(planned, failover.request("server-2", "server-1"), "me", T1)
+
+
+def test_an_unconfirmed_old_owner_keeps_the_runs_due_until_its_lease_is_over():
+    after, journal = _failed_over()
+    held, new_journal, refused = failover.keep(after, journal, {}, "me", now="2026-12-01T09:01:10Z", before=M0,
+                                               running={"server-3": M0}, held={"server-1": LEASE_OVER})
+    assert refused == {} and held.generation == after.generation + 1
+    for dag in ("dag_a", "dag_b"):
+        assert held.owner_at(dag, "2026-12-01T09:01:04Z") == "server-1", "due before the lease is over: the old owner's"
+        assert held.owner_at(dag, LEASE_OVER) == "server-2"
+        assert held.last_handover(dag).at == LEASE_OVER
+    assert held.owner_at("dag_c", "2026-12-01T08:00:00Z") == "server-2", "a DAG the failover did not move is untouched"
+    assert new_journal["generation"] == held.generation and new_journal["after"] == held.to_data()
+    # Run again (a resumed failover): nothing new.
+    again, _journal, _refused = failover.keep(held, new_journal, {}, "me", now="2026-12-01T09:01:20Z", before=M0,
+                                              held={"server-1": LEASE_OVER})
+    assert again is held
+
+
+def test_a_hold_never_takes_runs_from_an_installation_that_may_run_them_now():
+    after, journal = _failed_over()
+    # server-2 holds the map already (say, a grant was written before the run stopped): dag_a/dag_b runs due
+    # from the handover on are its own by what it holds, so neither is held back for server-1.
+    held, _journal, refused = failover.keep(after, journal, {}, "me", now="2026-12-01T09:01:10Z", before=M0,
+                                            running={"server-2": after}, held={"server-1": LEASE_OVER})
+    assert held is after
+    assert sorted(r["dag_id"] for r in refused["server-1"]) == ["dag_a", "dag_b"]
+    assert all("server-2 runs its runs due from then on" in r["reason"] for r in refused["server-1"])
+
+
+def test_a_handover_already_past_the_lease_end_is_left_alone():
+    after, journal = _failed_over()
+    held, _journal, refused = failover.keep(after, journal, {}, "me", now="2026-12-01T09:01:10Z", before=M0,
+                                            held={"server-1": "2026-12-01T08:59:00Z"})
+    assert held is after and refused == {}
+    with pytest.raises(p.PlacementError, match="lease end of server-1"):
+        failover.keep(after, journal, {}, "me", before=M0, held={"server-1": "not a time"})
