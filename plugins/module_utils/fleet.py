@@ -46,6 +46,14 @@ FINDINGS = {
     "dag_sets_differ": ("warning", "the installations do not parse the same DAGs"),
     "import_errors": ("warning", "DAG files fail to import"),
     "files_differ": ("warning", "credential or guard files differ from what site.yml would write"),
+    "authority_unreadable": ("critical", "the map's authority (airflow_placement_source) cannot be read: a guard that "
+                                         "cannot read it either fails closed once its lease is over"),
+    "authority_ahead": ("critical", "the authority holds a newer map generation than the controller"),
+    "authority_behind": ("error", "the authority holds an older map generation than the controller: every guard "
+                                  "decides with it"),
+    "authority_revoke_stage": ("error", "the authority holds a revoke stage: a publish or failover stopped between "
+                                        "revoke and grant, and the runs that change owner run nowhere until it is "
+                                        "run again"),
 }
 
 #: How far back the executed task instances are read for leaks (seconds).
@@ -158,7 +166,29 @@ def _leaks(name, airflow, pmap):
     return leaks
 
 
-def assess(pmap, installations, files_differ=None):
+def _authority_findings(pmap, authority):
+    """Findings about the authority the guards read (airflow_placement_source s3), from *authority*:
+    ``{"url", "lease", "refresh", "generation", "stage", "error"}`` as status.yml read it."""
+    url = authority.get("url") or "the authority"
+    if authority.get("error"):
+        return [_finding("authority_unreadable", url, authority["error"])]
+    generation = authority.get("generation")
+    if generation is None:
+        return [_finding("authority_behind", url, "holds no placement map (never published; the guards fail closed)")]
+    if generation > pmap.generation:
+        return [_finding("authority_ahead", url, "holds generation %s, the controller's map is %s"
+                         % (generation, pmap.generation))]
+    found = []
+    if generation < pmap.generation:
+        found.append(_finding("authority_behind", url, "holds generation %s, the controller's map is %s"
+                              % (generation, pmap.generation)))
+    if authority.get("stage") == "revoke":
+        found.append(_finding("authority_revoke_stage", url, "generation %s is a revoke stage; run publish.yml or "
+                              "the failover again to grant" % generation))
+    return found
+
+
+def assess(pmap, installations, files_differ=None, authority=None):
     """The fleet report for the controller's map *pmap* (a PlacementMap) and *installations*.
 
     *installations*: ``{name: {"role": str, "held": {"reachable", "map" (its data or YAML text) or "generation", "fenced"
@@ -167,6 +197,8 @@ def assess(pmap, installations, files_differ=None):
     - "held" is the placement role's fact airflow_placement_held.
     *files_differ*: ``{name: [file, ...]}`` found some other way (added to each "drift"); a name that
     is not an installation, or files that are not a list of paths, are refused (never dropped).
+    *authority*: what the fleet's authority holds, when the guards read the map from one
+    (:func:`_authority_findings`), or None.
     """
     for name, files in sorted((files_differ or {}).items(), key=lambda item: str(item[0])):
         if name not in installations:
@@ -266,11 +298,13 @@ def assess(pmap, installations, files_differ=None):
                 findings.append(_finding("dag_sets_differ", name, "does not parse %d DAG(s) others do: %s"
                                          % (len(missing), ", ".join(missing[:20]) + (" ..." if len(missing) > 20 else ""))))
 
+    if authority is not None:
+        findings.extend(_authority_findings(pmap, authority))
     _sort(findings)
     counts = dict((s, sum(1 for f in findings if f["severity"] == s)) for s in SEVERITIES)
     return {"generation": pmap.generation, "updated_at": pmap.updated_at, "updated_by": pmap.updated_by,
             "default": pmap.default, "installations": rows, "dags": dag_rows, "findings": findings,
-            "counts": counts, "healthy": not findings}
+            "counts": counts, "healthy": not findings, "authority": authority}
 
 
 #: Findings that stop a failover before anything changes (unless the health check is skipped): a
@@ -499,7 +533,14 @@ def summary_line(report):
 
 def render_text(report, max_dags=200):
     lines = ["controller map generation %s (updated %s by %s)"
-             % (report["generation"], report["updated_at"] or "-", report["updated_by"] or "-"), ""]
+             % (report["generation"], report["updated_at"] or "-", report["updated_by"] or "-")]
+    authority = report.get("authority")
+    if authority:
+        lines.append("guards read the map from %s (lease %s s, refresh %s s): %s" % (
+            authority.get("url"), authority.get("lease"), authority.get("refresh"),
+            "cannot be read" if authority.get("error") else "generation %s%s" % (
+                authority.get("generation"), ", revoke stage" if authority.get("stage") == "revoke" else "")))
+    lines.append("")
     lines += _table(INSTALLATION_HEADERS, [_installation_cells(r) for r in report["installations"]])
     lines.append("")
     dag_rows = report["dags"][:max_dags]

@@ -40,6 +40,13 @@ options:
     description: Per installation, more files that differ from what C(site.yml) would write, found some other way.
     type: dict
     default: {}
+  authority:
+    description:
+      - What the fleet's authority holds when the guards read the map from one (C(airflow_placement_source) C(s3)),
+        as C(playbooks/status.yml) read it with M(failback.airflow.placement_authority) - C(url), C(lease),
+        C(refresh), C(generation), C(stage) (V(revoke) for a revoke stage) and C(error) (why it could not be read).
+      - Findings C(authority_unreadable), C(authority_ahead), C(authority_behind) and C(authority_revoke_stage).
+    type: dict
   json_path:
     description: Where the JSON report goes; empty for none. Default C(fleet-status.json) next to O(path).
     type: path
@@ -130,6 +137,7 @@ def main():
             path=dict(type="path", required=True),
             installations=dict(type="dict", required=True),
             files_differ=dict(type="dict", default={}),
+            authority=dict(type="dict"),
             json_path=dict(type="path"),
             html_path=dict(type="path"),
             fail_on=dict(type="str", choices=list(fleet.SEVERITIES), default="warning"),
@@ -142,7 +150,7 @@ def main():
         pmap = placement.read_map_file(params["path"], list(params["installations"]))
         if pmap is None:
             raise placement.PlacementError("there is no controller map here (run site.yml first)")
-        report = fleet.assess(pmap, params["installations"], params["files_differ"])
+        report = fleet.assess(pmap, params["installations"], params["files_differ"], params["authority"])
         failing = fleet.failing(report, params["fail_on"])
     except placement.PlacementError as exc:
         module.fail_json(msg="%s: %s" % (params["path"], exc))

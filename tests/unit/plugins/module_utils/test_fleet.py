@@ -391,3 +391,31 @@ def test_a_map_held_as_yaml_text_is_read_like_data():
     fleet_data["server-2"]["held"]["map"] = "dag_a: [not, a, name]\n"
     found = [f for f in fleet.assess(MAP, fleet_data)["findings"] if f["code"] == "unreachable"]
     assert found and "maps to ['not', 'a', 'name']" in found[0]["detail"]
+
+
+URL = "s3://maps/failback/placement.yml"
+
+
+@pytest.mark.parametrize("authority, expected", [
+    ({"generation": 7, "stage": None}, []),
+    ({"generation": 6, "stage": None}, [("authority_behind", URL)]),
+    ({"generation": 8, "stage": None}, [("authority_ahead", URL)]),
+    ({"generation": 7, "stage": "revoke"}, [("authority_revoke_stage", URL)]),
+    ({"generation": 6, "stage": "revoke"}, [("authority_behind", URL), ("authority_revoke_stage", URL)]),
+    ({"generation": None, "stage": None}, [("authority_behind", URL)]),
+    ({"generation": None, "error": "403 Forbidden: AccessDenied"}, [("authority_unreadable", URL)]),
+])
+def test_the_authority_the_guards_read_is_compared_with_the_controllers_map(authority, expected):
+    authority = dict({"url": URL, "lease": 60, "refresh": 15, "error": None}, **authority)
+    report = fleet.assess(MAP, clean(), authority=authority)
+    assert codes(report) == expected
+    line = fleet.render_text(report)[1]
+    assert line.startswith("guards read the map from %s (lease 60 s, refresh 15 s): " % URL), line
+    assert ("cannot be read" in line) == bool(authority["error"])
+    assert ("revoke stage" in line) == (authority.get("stage") == "revoke")
+    assert json.loads(fleet.render_json(report))["authority"]["url"] == URL
+
+
+def test_without_an_authority_the_report_has_none():
+    report = fleet.assess(MAP, clean())
+    assert report["authority"] is None and not fleet.render_text(report)[1].startswith("guards read")
