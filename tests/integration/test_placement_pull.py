@@ -9,8 +9,10 @@ object must never both run one run.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -21,7 +23,7 @@ import yaml
 
 import failback_testlib as lab
 from ansible_collections.failback.airflow.plugins.module_utils import placement, s3_object
-from failback_ansible import REPO, run_playbook
+from failback_ansible import REPO, run_playbook, start_playbook
 
 MOTO = os.path.join(REPO, ".venv-airflow", "bin", "moto_server")
 NAMES = ("server-1", "server-2")
@@ -151,7 +153,7 @@ def test_failover_writes_the_revoke_stage_waits_and_grants(tmp_path, endpoint, o
         extra["failover_force"] = True
     watcher = Watcher(fleet, lease=4)
     watcher.start()
-    started = time.monotonic()
+    started, wall = time.monotonic(), time.time()
     run = run_playbook("failover.yml", inventory, extra)
     took = time.monotonic() - started
     watcher.finish()
@@ -161,3 +163,97 @@ def test_failover_writes_the_revoke_stage_waits_and_grants(tmp_path, endpoint, o
     assert (final.generation, "revoke") in watcher.seen and watcher.seen[-1] == (final.generation, None), watcher.seen
     assert not watcher.double, watcher.double[:5]
     assert took >= 5 and "before the grant" in run.text(), (took, run)
+    # server-1 was not asked which runs it started (no Airflow API here; in the forced case not even
+    # reachable): it may have run dag_a's runs until its lease was certainly over - those stay its own
+    # (the revoke stage, generation 2, then the map that holds them back, generation 3).
+    handover = final.last_handover("dag_a")
+    at = placement.parse_time(handover.at).timestamp()
+    assert handover.source == "server-1" and final.generation == 3, final.to_data()
+    assert wall + 5 <= at <= time.time(), (wall, handover.at)
+    assert final.owner_at("dag_a", datetime.datetime.fromtimestamp(at - 1, datetime.timezone.utc)) == "server-1"
+    assert final.owner_at("dag_a", handover.at) == "server-2"
+    with open(fleet.map_src) as handle:
+        assert placement.parse_map(handle.read()).to_data() == final.to_data(), "the controller's map is the same"
+    again = run_playbook("failover.yml", inventory, extra)
+    assert again.rc == 0 and fleet.authority().to_data() == final.to_data(), again
+
+
+def test_status_reads_the_authority_and_a_stopped_stage_is_a_finding_until_publish_finishes_it(tmp_path, endpoint):
+    fleet = PullFleet(tmp_path, endpoint)
+    first_map = placement.PlacementMap({"dag_a": "server-1", "dag_b": "server-2"}, 1)
+    fleet.write_map(first_map)
+    assert run_playbook("publish.yml", fleet.inventory).rc == 0
+    healthy = run_playbook("status.yml", fleet.inventory)
+    assert healthy.rc == 0, healthy
+    assert "guards read the map from %s (lease 4 s, refresh 1 s): generation 1" % fleet.source["url"] in healthy.text()
+
+    # A publish that stopped after the revoke stage (killed during the lease wait): the controller's
+    # map is generation 2, the bucket holds its revoke stage.
+    moved = placement.stamp(first_map, first_map.replace(dags={"dag_a": "server-2", "dag_b": "server-2"}), "test")
+    fleet.write_map(moved)
+    from ansible_collections.failback.airflow.plugins.module_utils import placement_plan
+    stage = placement_plan.revoke_map(first_map, moved)
+    _status, _body, etag = fleet.bucket.get("failback/placement.yml")
+    fleet.bucket.put("failback/placement.yml", placement.dump_map(stage).encode("utf-8"), if_match=etag)
+    stopped = run_playbook("status.yml", fleet.inventory, {"status_fail_on": "error"})
+    assert stopped.rc == 2, stopped
+    assert "authority_revoke_stage" in stopped.text() and "generation 2, revoke stage" in stopped.text(), stopped
+
+    assert run_playbook("publish.yml", fleet.inventory).rc == 0
+    assert fleet.authority().generation == 2 and fleet.authority().stage is None
+    done = run_playbook("status.yml", fleet.inventory)
+    assert done.rc == 0 and "authority_" not in done.text(), done
+
+
+@pytest.mark.parametrize("change, named", [
+    ({"lease": 0}, "airflow_placement_source.lease is 0: give at least 1 seconds"),
+    ({"lease": 0.5}, "argument 'lease' is of type float"),
+    ({"lease": 10, "refresh": 20}, "airflow_placement_source.lease is 10, shorter than refresh 20"),
+    ({"clock_margin": -1}, "airflow_placement_source.clock_margin is -1"),
+    ({"controller_credentials_file": "/nonexistent/writer.json"}, "airflow_placement_source.controller_credentials_file"),
+])
+def test_a_bad_source_stops_site_before_anything_is_written(tmp_path, endpoint, change, named):
+    fleet = PullFleet(tmp_path, endpoint)
+    with open(fleet.inventory) as handle:
+        data = yaml.safe_load(handle)
+    data["all"]["children"]["airflow_installations"]["vars"]["airflow_placement_source"].update(change)
+    with open(fleet.inventory, "w") as handle:
+        yaml.safe_dump(data, handle)
+    fleet.write_map(placement.PlacementMap({"dag_a": "server-1"}, 1))
+    run = run_playbook("publish.yml", fleet.inventory)
+    assert run.rc != 0 and named in run.text(), run
+    assert fleet.authority() is None, "nothing was written to the bucket"
+    for name in NAMES:
+        assert not os.path.exists(os.path.join(fleet.root, name, "placement", "placement.yml")), name
+
+
+# kill -9 of a failover at each authority step (waiting for the lease after the revoke stage, after
+# the map that holds the gap back, right after the grant), then the same command: it finishes the
+# move, and no run ever has two runners at the bucket.
+@pytest.mark.parametrize("seen", [(2, "revoke"), (3, "revoke"), (3, None)], ids=["revoke", "held", "grant"])
+def test_a_failover_killed_at_an_authority_step_is_finished_by_the_same_command(tmp_path, endpoint, seen):
+    fleet = PullFleet(tmp_path, endpoint)
+    fleet.write_map(placement.PlacementMap({"dag_a": "server-1", "dag_b": "server-2"}, 1))
+    assert run_playbook("publish.yml", fleet.inventory).rc == 0
+    extra = {"failover_from": "server-1", "failover_to": "server-2", "failover_dags": "dag_a"}
+    watcher = Watcher(fleet, lease=4)
+    watcher.start()
+    run = start_playbook("failover.yml", fleet.inventory, extra)
+    deadline = time.monotonic() + 180
+    while seen not in watcher.seen and time.monotonic() < deadline and run.poll() is None:
+        time.sleep(0.01)
+    reached = seen in watcher.seen
+    os.killpg(run.pid, signal.SIGKILL)
+    out = run.communicate(timeout=60)[0]
+    assert reached, (watcher.seen, out[-3000:])
+    again = run_playbook("failover.yml", fleet.inventory, extra)
+    watcher.finish()
+    assert again.rc == 0, again
+    final = fleet.authority()
+    assert final.owner("dag_a") == "server-2" and final.stage is None, final.to_data()
+    assert final.last_handover("dag_a").source == "server-1"
+    assert not watcher.double, watcher.double[:5]
+    with open(fleet.map_src) as handle:
+        assert placement.parse_map(handle.read()).to_data() == final.to_data()
+    with open(os.path.join(fleet.root, "placement.failover.json")) as handle:
+        assert json.load(handle)["state"] == "done"
