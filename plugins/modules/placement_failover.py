@@ -206,6 +206,14 @@ kept:
   returned: with O(step=keep)
   type: dict
   sample: {"server-1": {"sales_daily": ["2026-12-01T10:00:00Z"]}}
+refused:
+  description:
+    - "O(step=keep) - per old owner, the runs (or, for O(held), the DAGs from their handover on) that stay with their
+      current owner, because another installation may run them by the map it holds, with the reason:
+      C({old_owner: [{dag_id, run_after, reason}]})."
+  returned: with O(step=keep)
+  type: dict
+  sample: {"server-1": [{"dag_id": "sales_daily", "run_after": "2026-12-01T10:00:00Z", "reason": "server-2 runs it now by the map it holds"}]}
 msg:
   description: "O(step=finish) - the summary, for example C(moved 2: sales_daily, sales_hourly -> server-2; placement map generation 8)."
   returned: with O(step=finish)

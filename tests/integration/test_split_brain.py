@@ -37,7 +37,7 @@ import pytest
 import yaml
 
 from ansible_collections.failback.airflow.plugins.module_utils import placement
-from failback_ansible import BIN, REPO, run_playbook, start_playbook
+from failback_ansible import run_playbook, start_playbook
 
 NAMES = ("server-1", "server-2", "server-3")
 DAGS = ("dag_a", "dag_b", "dag_c")
