@@ -98,7 +98,9 @@ test-airflow: setup $(VENV_AIRFLOW)/.stamp
 	command -v git >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq git >/dev/null)
 	$(AIRFLOW_BIN)/python -m pytest -q -n 2 --durations=10 tests/airflow
 
+# ansible-rulebook (the automatic failover's test) runs its rules on Debian's OpenJDK 17.
 integration: setup host-setup $(VENV_AIRFLOW)/.stamp
+	command -v java >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless >/dev/null)
 	$(BIN)/python -m pytest -q -n 2 --durations=10 tests/integration
 
 # System packages (podman, docker.io, debootstrap...) and locally built test images.

@@ -51,6 +51,8 @@ FINDINGS = {
     "authority_ahead": ("critical", "the authority holds a newer map generation than the controller"),
     "authority_behind": ("error", "the authority holds an older map generation than the controller: every guard "
                                   "decides with it"),
+    "watcher_stale": ("warning", "the automatic failover is armed but its watcher has not read the fleet for more than "
+                                 "three of its intervals (is its service running?)"),
     "authority_revoke_stage": ("error", "the authority holds a revoke stage: a publish or failover stopped between "
                                         "revoke and grant, and the runs that change owner run nowhere until it is "
                                         "run again"),
@@ -188,7 +190,18 @@ def _authority_findings(pmap, authority):
     return found
 
 
-def assess(pmap, installations, files_differ=None, authority=None):
+def _watch_summary(watch, now):
+    """What status shows of the automatic failover's watcher, from its state file's data *watch*."""
+    decisions = watch.get("decisions") or []
+    last = decisions[-1] if decisions else None
+    updated = watch.get("updated_at")
+    age = None if not isinstance(updated, (int, float)) else max(0.0, now - updated)
+    return {"armed": list(watch.get("armed") or []), "age": age, "interval": watch.get("interval"),
+            "last_decision": None if last is None else dict((k, v) for k, v in last.items() if k != "at_epoch"),
+            "last_readings": watch.get("last_readings") or {}}
+
+
+def assess(pmap, installations, files_differ=None, authority=None, watch=None, now=None):
     """The fleet report for the controller's map *pmap* (a PlacementMap) and *installations*.
 
     *installations*: ``{name: {"role": str, "held": {"reachable", "map" (its data or YAML text) or "generation", "fenced"
@@ -198,7 +211,9 @@ def assess(pmap, installations, files_differ=None, authority=None):
     *files_differ*: ``{name: [file, ...]}`` found some other way (added to each "drift"); a name that
     is not an installation, or files that are not a list of paths, are refused (never dropped).
     *authority*: what the fleet's authority holds, when the guards read the map from one
-    (:func:`_authority_findings`), or None.
+    (:func:`_authority_findings`), or None. *watch*: the automatic failover watcher's state file
+    (extensions/eda/plugins/event_source/fleet_watch.py), or None when there is none; *now* (epoch
+    seconds) to judge its age.
     """
     for name, files in sorted((files_differ or {}).items(), key=lambda item: str(item[0])):
         if name not in installations:
@@ -300,11 +315,18 @@ def assess(pmap, installations, files_differ=None, authority=None):
 
     if authority is not None:
         findings.extend(_authority_findings(pmap, authority))
+    watched = None
+    if watch:
+        watched = _watch_summary(watch, now if now is not None else datetime.datetime.now(datetime.timezone.utc).timestamp())
+        interval = watched["interval"] if isinstance(watched["interval"], (int, float)) else 10
+        if watched["armed"] and (watched["age"] is None or watched["age"] > 3 * interval):
+            findings.append(_finding("watcher_stale", ", ".join(watched["armed"]), "last read %s" % (
+                "never" if watched["age"] is None else "%d s ago" % watched["age"])))
     _sort(findings)
     counts = dict((s, sum(1 for f in findings if f["severity"] == s)) for s in SEVERITIES)
     return {"generation": pmap.generation, "updated_at": pmap.updated_at, "updated_by": pmap.updated_by,
             "default": pmap.default, "installations": rows, "dags": dag_rows, "findings": findings,
-            "counts": counts, "healthy": not findings, "authority": authority}
+            "counts": counts, "healthy": not findings, "authority": authority, "watch": watched}
 
 
 #: Findings that stop a failover before anything changes (unless the health check is skipped): a
@@ -540,6 +562,14 @@ def render_text(report, max_dags=200):
             authority.get("url"), authority.get("lease"), authority.get("refresh"),
             "cannot be read" if authority.get("error") else "generation %s%s" % (
                 authority.get("generation"), ", revoke stage" if authority.get("stage") == "revoke" else "")))
+    watched = report.get("watch")
+    if watched:
+        last = watched["last_decision"]
+        lines.append("automatic failover %s; last decision: %s" % (
+            "armed: " + ", ".join(watched["armed"]) if watched["armed"] else "not armed",
+            "none" if last is None else "%s %s -> %s at %s (%s)%s" % (
+                last.get("action"), last.get("from"), last.get("to"), last.get("at"), ", ".join(last.get("reasons") or []),
+                ": " + last["why"] if last.get("why") else "")))
     lines.append("")
     lines += _table(INSTALLATION_HEADERS, [_installation_cells(r) for r in report["installations"]])
     lines.append("")

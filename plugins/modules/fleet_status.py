@@ -47,6 +47,12 @@ options:
         C(refresh), C(generation), C(stage) (V(revoke) for a revoke stage) and C(error) (why it could not be read).
       - Findings C(authority_unreadable), C(authority_ahead), C(authority_behind) and C(authority_revoke_stage).
     type: dict
+  watch_state:
+    description:
+      - The automatic failover watcher's state file (role C(airflow_watcher)); default C(fleet-watch.json) next to
+        O(path). When it exists, the report says which pairs are armed and the last decision, and the finding
+        C(watcher_stale) says the watcher has not read the fleet for more than three of its intervals.
+    type: path
   json_path:
     description: Where the JSON report goes; empty for none. Default C(fleet-status.json) next to O(path).
     type: path
@@ -124,11 +130,26 @@ html_path:
   type: str
 """
 
+import json
 import os
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.failback.airflow.plugins.module_utils import fleet, placement
+
+
+def _read_watch(path):
+    """The watcher's state (a dict), None without one; a file that is not a JSON object is an error."""
+    try:
+        with open(path) as handle:
+            data = json.load(handle)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise placement.PlacementError("the watcher's state file %s cannot be read: %s" % (path, exc))
+    if not isinstance(data, dict):
+        raise placement.PlacementError("the watcher's state file %s is not a JSON object" % path)
+    return data
 
 
 def main():
@@ -138,6 +159,7 @@ def main():
             installations=dict(type="dict", required=True),
             files_differ=dict(type="dict", default={}),
             authority=dict(type="dict"),
+            watch_state=dict(type="path"),
             json_path=dict(type="path"),
             html_path=dict(type="path"),
             fail_on=dict(type="str", choices=list(fleet.SEVERITIES), default="warning"),
@@ -150,7 +172,9 @@ def main():
         pmap = placement.read_map_file(params["path"], list(params["installations"]))
         if pmap is None:
             raise placement.PlacementError("there is no controller map here (run site.yml first)")
-        report = fleet.assess(pmap, params["installations"], params["files_differ"], params["authority"])
+        watch_path = params["watch_state"] or os.path.join(os.path.dirname(os.path.abspath(params["path"])), "fleet-watch.json")
+        watch = _read_watch(watch_path)
+        report = fleet.assess(pmap, params["installations"], params["files_differ"], params["authority"], watch=watch)
         failing = fleet.failing(report, params["fail_on"])
     except placement.PlacementError as exc:
         module.fail_json(msg="%s: %s" % (params["path"], exc))

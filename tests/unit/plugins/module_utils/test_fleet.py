@@ -419,3 +419,22 @@ def test_the_authority_the_guards_read_is_compared_with_the_controllers_map(auth
 def test_without_an_authority_the_report_has_none():
     report = fleet.assess(MAP, clean())
     assert report["authority"] is None and not fleet.render_text(report)[1].startswith("guards read")
+
+
+WATCH = {"armed": ["server-1 -> server-2"], "updated_at": 1000.0, "interval": 10,
+         "decisions": [{"action": "failover", "from": "server-1", "to": "server-2", "at": "2026-12-06T02:00:40Z",
+                        "reasons": ["connection refused"], "since": "2026-12-06T02:00:00Z", "at_epoch": 990.0}]}
+
+
+def test_the_watchers_state_is_shown_and_a_watcher_that_stopped_reading_is_a_finding():
+    report = fleet.assess(MAP, clean(), watch=WATCH, now=1020.0)
+    assert codes(report) == [] and report["watch"]["last_decision"]["action"] == "failover"
+    assert "at_epoch" not in report["watch"]["last_decision"]
+    line = fleet.render_text(report)[1]
+    assert line == ("automatic failover armed: server-1 -> server-2; last decision: failover server-1 -> server-2 at "
+                    "2026-12-06T02:00:40Z (connection refused)"), line
+    stale = fleet.assess(MAP, clean(), watch=WATCH, now=1031.0)
+    assert codes(stale) == [("watcher_stale", "server-1 -> server-2")]
+    assert "last read 31 s ago" in stale["findings"][0]["detail"]
+    unarmed = fleet.assess(MAP, clean(), watch=dict(WATCH, armed=[], decisions=[]), now=5000.0)
+    assert codes(unarmed) == [] and fleet.render_text(unarmed)[1] == "automatic failover not armed; last decision: none"
