@@ -90,18 +90,22 @@ sanity: setup $(VENV_SANITY)/.stamp
 	cd $(SANITY_ROOT) && git init -q && git add -A && \
 		$(CURDIR)/$(VENV_SANITY)/bin/ansible-test sanity --local --requirements --python 3.11 --color no
 
+# A failing assert shows 2400 characters of its message, not 240: enough of a playbook run's repr
+# (failback_ansible.PlaybookRun) for CI's log to say which task failed and why.
+PYTEST = -m pytest -q -n 2 -o verbosity_assertions=1
+
 unit: setup
-	$(BIN)/python -m pytest -q -n 2 tests/unit
+	$(BIN)/python $(PYTEST) tests/unit
 
 # The Git DAG bundle tests serve a repository with git daemon (Debian's git).
 test-airflow: setup $(VENV_AIRFLOW)/.stamp
 	command -v git >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq git >/dev/null)
-	$(AIRFLOW_BIN)/python -m pytest -q -n 2 --durations=10 tests/airflow
+	$(AIRFLOW_BIN)/python $(PYTEST) --durations=10 tests/airflow
 
 # ansible-rulebook (the automatic failover's test) runs its rules on Debian's OpenJDK 17.
 integration: setup host-setup $(VENV_AIRFLOW)/.stamp
 	command -v java >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless >/dev/null)
-	$(BIN)/python -m pytest -q -n 2 --durations=10 tests/integration
+	$(BIN)/python $(PYTEST) --durations=10 tests/integration
 
 # System packages (podman, docker.io, debootstrap...) and locally built test images.
 host-setup: setup
