@@ -104,8 +104,8 @@ class Decider(object):
 
     def _target_up(self, name, now):
         items = self.readings.get(name) or []
-        return bool(items) and items[-1]["target_ok"] and now - items[-1]["at"] <= max(self.settings["window"],
-                                                                                      self.settings["interval"] * 2)
+        fresh = max(self.settings["window"], self.settings["interval"] * 2)
+        return bool(items) and items[-1]["target_ok"] and now - items[-1]["at"] <= fresh
 
     def _last_decision(self, owner):
         for decision in reversed(self.decisions):
