@@ -110,19 +110,23 @@ class FakeCluster(object):
         return component if component in COMPONENTS else None
 
     def _scaled(self, namespace, deployment, replicas, obj):
+        """FakeKube's on_scale: start or stop the component; True when the Deployment becomes available only
+        once it answers (the api-server, whose readiness probe the role's rollout wait relies on)."""
         component = self._component(deployment) if namespace == self.namespace else None
         if component is None:
-            return
+            return False
         if component == "api-server" and obj is not None:
             self._check_env(obj)
         # Starting and stopping take seconds: not under the API's lock.
-        threading.Thread(target=self._run_component, args=(component, replicas), daemon=True).start()
+        threading.Thread(target=self._run_component, args=(component, replicas, deployment), daemon=True).start()
+        return component == "api-server" and replicas > 0
 
-    def _run_component(self, component, replicas):
+    def _run_component(self, component, replicas, deployment):
         if replicas > 0:
             self.airflow.start(component)
             if component == "api-server":
                 self.kube.serve(self.namespace, self.name + "-api-server", self.airflow.url)
+                self.kube.mark_ready("apps/v1/deployments", self.namespace, deployment, replicas)
         else:
             self.airflow.stop(component)
             if component == "api-server":

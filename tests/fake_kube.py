@@ -536,14 +536,23 @@ class FakeKube(LocalHTTPServer):
             self.pods.setdefault((namespace, pod), {"labels": labels, "owner": name, "phase": "Running",
                                                     "annotations": dict((template.get("metadata") or {}).get("annotations") or {}),
                                                     "spec": copy.deepcopy(template.get("spec", {}))})
-        if obj is not None:
-            obj["status"] = {"observedGeneration": obj["metadata"]["generation"], "replicas": replicas,
-                             "updatedReplicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas,
-                             "currentReplicas": replicas}
         previous = self.scales.get((namespace, name))
         self.scales[(namespace, name)] = replicas
-        if self.on_scale is not None and previous != replicas:
-            self.on_scale(namespace, name, replicas, obj)
+        # on_scale answers True when it starts something that is ready later (mark_ready), as a
+        # readiness probe would say: until then the Deployment has no available replica.
+        later = self.on_scale is not None and previous != replicas and bool(self.on_scale(namespace, name, replicas, obj))
+        if obj is not None:
+            ready = 0 if later else replicas
+            obj["status"] = {"observedGeneration": obj["metadata"]["generation"], "replicas": replicas,
+                             "updatedReplicas": replicas, "readyReplicas": ready, "availableReplicas": ready,
+                             "currentReplicas": replicas}
+
+    def mark_ready(self, plural, namespace, name, replicas):
+        """The replicas *on_scale* started are ready (if the object still wants that many)."""
+        with self._lock:
+            obj = self.objects.get((plural, namespace, name))
+            if obj is not None and int(obj.get("spec", {}).get("replicas", 1)) == replicas:
+                obj["status"].update(readyReplicas=replicas, availableReplicas=replicas)
 
     def jobs(self, namespace=None):
         """Jobs by name (of *namespace*, or of every namespace)."""
