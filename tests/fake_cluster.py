@@ -46,6 +46,8 @@ from fake_kube import FakeKube  # noqa: E402
 AIRFLOW_PYTHON = os.path.join(os.path.dirname(AIRFLOW), "python")
 FAB = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+#: restartPolicy Always of the test kubelet: how often, and how many seconds apart, a component that ended is started again.
+RESTARTS, RESTART_DELAY = 5, 2
 _AUTH_DB = "from flask_appbuilder.const import AUTH_DB\nAUTH_TYPE = AUTH_DB\n"
 
 
@@ -73,6 +75,11 @@ class FakeCluster(object):
         self.kube.on_job = self._job
         self.kubeconfig = os.path.join(root, "kubeconfig")
         _write(self.kubeconfig, self.kube.kubeconfig())
+        # The kubelet restarts a component whose process ended while its Deployment wants it (restartPolicy
+        # Always): at most RESTARTS times each, RESTART_DELAY seconds apart; restarts are counted for the tests.
+        self.wanted = {}
+        self.restarts = {}
+        self._stopping = threading.Event()
 
     # -------------------------------------------------------------- the kubelet
     def _written(self, plural, namespace, name, obj):
@@ -122,15 +129,30 @@ class FakeCluster(object):
         return component == "api-server" and replicas > 0
 
     def _run_component(self, component, replicas, deployment):
+        self.wanted[component] = replicas
         if replicas > 0:
             self.airflow.start(component)
             if component == "api-server":
                 self.kube.serve(self.namespace, self.name + "-api-server", self.airflow.url)
                 self.kube.mark_ready("apps/v1/deployments", self.namespace, deployment, replicas)
+            threading.Thread(target=self._keep_running, args=(component,), daemon=True).start()
         else:
             self.airflow.stop(component)
             if component == "api-server":
                 self.kube.proxies.pop((self.namespace, self.name + "-api-server"), None)
+
+    def _keep_running(self, component):
+        """restartPolicy Always, bounded: restart *component* when its process ended while it is wanted."""
+        while not self._stopping.wait(RESTART_DELAY):
+            if self.wanted.get(component, 0) <= 0 or self.restarts.get(component, 0) >= RESTARTS:
+                return
+            if component in self.airflow.processes and not self.airflow.running(component):
+                self.restarts[component] = self.restarts.get(component, 0) + 1
+                sys.stderr.write("test kubelet: %s ended (see %s.out), restart %d\n"
+                                 % (component, component, self.restarts[component]))
+                self.airflow.stop(component)
+                if self.wanted.get(component, 0) > 0:
+                    self.airflow.start(component)
 
     def _check_env(self, deployment):
         containers = deployment["spec"]["template"]["spec"].get("containers") or []
@@ -202,6 +224,7 @@ class FakeCluster(object):
             "annotations": {"dag_id": dag_id, "task_id": "work"}, "phase": phase}
 
     def stop(self):
+        self._stopping.set()
         self.kube.stop()
         self.airflow.stop()
 
