@@ -120,6 +120,11 @@ def placement_source_problems(source, check_files=True):
     return placement_source.problems(source, check_files)
 
 
+def placement_source_settled(source):
+    """airflow_placement_source with its defaults filled in (placement_source.settled)."""
+    return placement_source.settled(source)
+
+
 def placement_source_env(source, credentials_path, fence_path):
     """The guard's environment for airflow_placement_source (placement_source.guard_env)."""
     return placement_source.guard_env(source, credentials_path, fence_path)
@@ -141,6 +146,7 @@ class FilterModule(object):
             "placement_dump": placement_dump,
             "placement_owner": placement_owner,
             "placement_generation": placement_generation,
+            "placement_source_settled": placement_source_settled,
             "placement_publish_needed": placement_publish_needed,
             "placement_publish_plan": placement_publish_plan,
             "placement_changes": placement_changes,

@@ -57,6 +57,8 @@ class PullFleet(object):
         self.source = {"type": "s3", "url": "s3://%s/failback/placement.yml" % self.bucket_name,
                        "region": "eu-west-1", "endpoint": endpoint, "refresh": refresh, "lease": lease,
                        "clock_margin": margin, "credentials": READER, "controller_credentials_file": writer}
+        if margin is None:
+            del self.source["clock_margin"]  # the role's default (5 s) applies
         hosts = dict((name, {"airflow_placement_dir": os.path.join(self.root, name, "placement"),
                              "airflow_placement_guard_dir": os.path.join(self.root, name, "config")}) for name in NAMES)
         self.inventory = os.path.join(self.root, "hosts.yml")
@@ -135,8 +137,9 @@ def test_publish_writes_the_bucket_revoke_first_and_waits_for_the_lease(tmp_path
     assert again.rc == 0 and again.changed() == 0, again
 
 
-@pytest.mark.parametrize("old_owner_down", [False, True], ids=["planned", "forced-old-owner-unreachable"])
-def test_failover_writes_the_revoke_stage_waits_and_grants(tmp_path, endpoint, old_owner_down):
+@pytest.mark.parametrize("old_owner_down, since", [(False, None), (True, None), (False, "")],
+                         ids=["planned", "forced-old-owner-unreachable", "empty-catchup-since"])
+def test_failover_writes_the_revoke_stage_waits_and_grants(tmp_path, endpoint, old_owner_down, since):
     fleet = PullFleet(tmp_path, endpoint)
     fleet.write_map(placement.PlacementMap({"dag_a": "server-1", "dag_b": "server-2"}, 1))
     assert run_playbook("publish.yml", fleet.inventory).rc == 0
@@ -151,6 +154,8 @@ def test_failover_writes_the_revoke_stage_waits_and_grants(tmp_path, endpoint, o
         with open(inventory, "w") as handle:
             yaml.safe_dump(data, handle)
         extra["failover_force"] = True
+    if since is not None:
+        extra["failover_catchup_since"] = since  # what the watcher sends for "no catch-up": no since at all
     watcher = Watcher(fleet, lease=4)
     watcher.start()
     started, wall = time.monotonic(), time.time()
@@ -179,7 +184,7 @@ def test_failover_writes_the_revoke_stage_waits_and_grants(tmp_path, endpoint, o
 
 
 def test_status_reads_the_authority_and_a_stopped_stage_is_a_finding_until_publish_finishes_it(tmp_path, endpoint):
-    fleet = PullFleet(tmp_path, endpoint)
+    fleet = PullFleet(tmp_path, endpoint, margin=None)
     first_map = placement.PlacementMap({"dag_a": "server-1", "dag_b": "server-2"}, 1)
     fleet.write_map(first_map)
     assert run_playbook("publish.yml", fleet.inventory).rc == 0
@@ -199,7 +204,9 @@ def test_status_reads_the_authority_and_a_stopped_stage_is_a_finding_until_publi
     assert stopped.rc == 2, stopped
     assert "authority_revoke_stage" in stopped.text() and "generation 2, revoke stage" in stopped.text(), stopped
 
-    assert run_playbook("publish.yml", fleet.inventory).rc == 0
+    finished = run_playbook("publish.yml", fleet.inventory)
+    assert finished.rc == 0, finished
+    assert "lease (4 s) plus 5 s of clock margin" in finished.text(), "the default margin applies"
     assert fleet.authority().generation == 2 and fleet.authority().stage is None
     done = run_playbook("status.yml", fleet.inventory)
     assert done.rc == 0 and "authority_" not in done.text(), done
@@ -257,3 +264,26 @@ def test_a_failover_killed_at_an_authority_step_is_finished_by_the_same_command(
         assert placement.parse_map(handle.read()).to_data() == final.to_data()
     with open(os.path.join(fleet.root, "placement.failover.json")) as handle:
         assert json.load(handle)["state"] == "done"
+
+
+def test_a_failover_stops_before_anything_changes_when_the_authority_lags_the_controller(tmp_path, endpoint):
+    fleet = PullFleet(tmp_path, endpoint)
+    first_map = placement.PlacementMap({"dag_a": "server-1", "dag_b": "server-1"}, 1)
+    fleet.write_map(first_map)
+    assert run_playbook("publish.yml", fleet.inventory).rc == 0
+    # dag_b moved by hand on the controller, not published: the guards still decide with generation 1
+    edited = placement.stamp(first_map, first_map.replace(dags={"dag_a": "server-1", "dag_b": "server-2"}), "test")
+    fleet.write_map(edited)
+    extra = {"failover_from": "server-1", "failover_to": "server-2", "failover_dags": "dag_a"}
+    refused = run_playbook("failover.yml", fleet.inventory, extra)
+    assert refused.rc != 0, refused
+    assert "holds generation 1; this failover moves from generation 2" in refused.text(), refused
+    assert "Run publish.yml first" in refused.text()
+    assert fleet.authority().generation == 1 and fleet.authority().stage is None, "nothing was written to the bucket"
+    with open(fleet.map_src) as handle:
+        assert placement.parse_map(handle.read()).generation == 2, "nor to the controller's map"
+    assert run_playbook("publish.yml", fleet.inventory).rc == 0
+    moved = run_playbook("failover.yml", fleet.inventory, extra)
+    assert moved.rc == 0, moved
+    final = fleet.authority()
+    assert final.owner("dag_a") == "server-2" and final.owner("dag_b") == "server-2" and final.stage is None

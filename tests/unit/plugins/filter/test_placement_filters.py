@@ -15,7 +15,8 @@ def test_filters_are_registered():
     assert sorted(f.FilterModule().filters()) == [
         "placement_changes", "placement_dump", "placement_generation", "placement_grant_wait", "placement_owner",
         "placement_owns_any", "placement_parse", "placement_publish_needed", "placement_publish_plan",
-        "placement_revoke_map", "placement_source_env", "placement_source_problems"]
+        "placement_revoke_map", "placement_source_env", "placement_source_problems",
+        "placement_source_settled"]
 
 
 def test_parse_dump_owner_generation():
@@ -77,3 +78,10 @@ def test_airflow_health_problems_filter():
     assert airflow.airflow_health_problems(report, ["metadatabase", "scheduler"]) == {
         "scheduler": "status unhealthy, last heartbeat t"}
     assert "triggerer" in airflow.airflow_health_problems(report)
+
+
+def test_placement_source_settled_fills_the_defaults_the_roles_read():
+    from ansible_collections.failback.airflow.plugins.filter.placement import placement_source_settled
+    settled = placement_source_settled({"type": "s3", "url": "s3://b/k", "controller_credentials_file": "/w.json"})
+    assert (settled["lease"], settled["refresh"], settled["clock_margin"], settled["region"]) == (60, 15, 5, "us-east-1")
+    assert placement_source_settled(None)["type"] == "push"
