@@ -63,23 +63,53 @@ def reading(health, error=None):
     (a dict) or the *error* that kept it from answering."""
     if error is not None or not isinstance(health, dict):
         return False, False, error or "no answer"
-    status = dict((name, (health.get(name) or {}).get("status")) for name in ("metadatabase", "scheduler"))
+    status = dict((name, health.get(name).get("status") if isinstance(health.get(name), dict) else None)
+                  for name in ("metadatabase", "scheduler"))
     database = status["metadatabase"] == "healthy"
     scheduler = status["scheduler"] == "healthy"
     reason = ", ".join("%s %s" % (name, value or "unknown") for name, value in sorted(status.items()) if value != "healthy")
     return database and scheduler, database, reason or "healthy"
 
 
-class Decider(object):
-    """The watcher's memory (readings, decisions) and its rules; *state* is what :meth:`state` returned."""
+def _numbers(value):
+    """A ``{name: epoch seconds}`` mapping from saved state, or {} when it is anything else."""
+    if not isinstance(value, dict):
+        return {}
+    return dict((k, v) for k, v in value.items() if isinstance(k, str) and isinstance(v, (int, float))
+                and not isinstance(v, bool))
 
-    def __init__(self, settings, state=None):
+
+def _valid_decision(item):
+    return isinstance(item, dict) and isinstance(item.get("from"), str) and item.get("action") in ("failover", "hold") \
+        and isinstance(item.get("at_epoch"), (int, float))
+
+
+class Decider(object):
+    """The watcher's memory (readings, decisions) and its rules; *state* is what :meth:`state` returned.
+
+    Saved state that is damaged is dropped piece by piece, never trusted. Readings (and so the last
+    healthy reading and the failing streak) are kept only when the state was written less than three
+    intervals before *now*: a watcher that was stopped for a while did not see what happened meanwhile,
+    so its catch-up may not start at a reading from before the gap. The decisions and the last failover
+    of each owner are always kept (the cooldown survives a restart).
+    """
+
+    def __init__(self, settings, state=None, now=None):
         self.settings = dict(DEFAULTS, **settings)
-        state = state or {}
-        self.readings = dict((name, list(items)) for name, items in (state.get("readings") or {}).items())
-        self.last_healthy = dict(state.get("last_healthy") or {})
-        self.failing_since = dict(state.get("failing_since") or {})
-        self.decisions = list(state.get("decisions") or [])
+        state = state if isinstance(state, dict) else {}
+        updated = state.get("updated_at")
+        fresh = now is None or (isinstance(updated, (int, float)) and 0 <= now - updated <= 3 * self.settings["interval"])
+        readings = state.get("readings") if fresh and isinstance(state.get("readings"), dict) else {}
+        self.readings = dict((name, [r for r in items if isinstance(r, dict) and isinstance(r.get("at"), (int, float))])
+                             for name, items in readings.items() if isinstance(name, str) and isinstance(items, list))
+        self.last_healthy = _numbers(state.get("last_healthy")) if fresh else {}
+        self.failing_since = _numbers(state.get("failing_since")) if fresh else {}
+        decisions = state.get("decisions") if isinstance(state.get("decisions"), list) else []
+        self.decisions = [d for d in decisions if _valid_decision(d)]
+        self.last_failover = _numbers(state.get("last_failover"))
+        for decision in self.decisions:
+            if decision["action"] == "failover":
+                self.last_failover[decision["from"]] = max(self.last_failover.get(decision["from"], 0), decision["at_epoch"])
 
     def observe(self, name, now, owner_ok, target_ok, reason):
         """Record one reading of installation *name* at *now* (epoch seconds)."""
@@ -107,12 +137,6 @@ class Decider(object):
         fresh = max(self.settings["window"], self.settings["interval"] * 2)
         return bool(items) and items[-1]["target_ok"] and now - items[-1]["at"] <= fresh
 
-    def _last_decision(self, owner):
-        for decision in reversed(self.decisions):
-            if decision["from"] == owner and decision["action"] == "failover":
-                return decision
-        return None
-
     def decide(self, now, owns):
         """The decisions at *now* for the armed pairs; *owns* is ``{installation: number of DAGs (or runs'
         keys) the controller's map gives it}``. Each is ``{"action": "failover" | "hold", "from", "to",
@@ -124,11 +148,11 @@ class Decider(object):
                 continue
             decision = {"from": owner, "to": target, "at": _iso(now), "reasons": reasons,
                         "since": _iso(self.last_healthy[owner]) if owner in self.last_healthy else None}
-            last = self._last_decision(owner)
+            last = self.last_failover.get(owner)
             if not owns.get(owner):
                 continue  # nothing to move (also: after its failover - no automatic failback)
-            if last is not None and now - last["at_epoch"] < self.settings["cooldown"]:
-                decision.update(action="hold", why="cooldown: %s was failed over at %s" % (owner, last["at"]))
+            if last is not None and now - last < self.settings["cooldown"]:
+                decision.update(action="hold", why="cooldown: %s was failed over at %s" % (owner, _iso(last)))
             elif not self._target_up(target, now):
                 items = self.readings.get(target) or []
                 decision.update(action="hold", why="the new owner %s is not healthy (%s)" % (
@@ -136,6 +160,8 @@ class Decider(object):
             else:
                 decision.update(action="failover")
             decision["at_epoch"] = now
+            if decision["action"] == "failover":
+                self.last_failover[owner] = now
             previous = self.decisions[-1] if self.decisions else None
             if decision["action"] == "hold" and previous is not None and previous.get("from") == owner \
                     and previous.get("action") == "hold" and previous.get("why") == decision["why"]:
@@ -147,4 +173,4 @@ class Decider(object):
 
     def state(self):
         return {"readings": self.readings, "last_healthy": self.last_healthy, "failing_since": self.failing_since,
-                "decisions": self.decisions}
+                "decisions": self.decisions, "last_failover": self.last_failover}

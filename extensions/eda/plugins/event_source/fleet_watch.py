@@ -25,9 +25,11 @@ Arguments:
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import os
 import ssl
+import stat
 import sys
 import tempfile
 import time
@@ -59,7 +61,8 @@ def _read_health(url, timeout):
             return json.loads(answer.read(1 << 20).decode("utf-8")), None
     except urllib.error.HTTPError as exc:
         return None, "HTTP %s" % exc.code
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
+        # a refused or hung connection, a garbage answer (BadStatusLine, bad JSON): the installation did not answer
         return None, str(getattr(exc, "reason", exc)) or type(exc).__name__
 
 
@@ -77,6 +80,7 @@ def _write_state(path, state):
     try:
         with os.fdopen(handle, "w") as out:
             json.dump(state, out, indent=1, sort_keys=True)
+        os.chmod(temporary, 0o644)  # status.yml, run by the operator, reads it; it holds no secret
         os.replace(temporary, path)
     except BaseException:
         os.unlink(temporary)
@@ -84,13 +88,26 @@ def _write_state(path, state):
 
 
 def _read_state(path):
+    """The saved state, or None: none yet, or a file that is damaged or not a regular file (a FIFO is
+    never waited on); the watcher then starts afresh and says so on stderr."""
     try:
-        with open(path) as handle:
-            data = json.load(handle)
+        handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
     except FileNotFoundError:
         return None
-    except ValueError:
-        return None  # a damaged state file: start afresh (the cooldown is lost, said in the log)
+    except OSError as exc:
+        sys.stderr.write("fleet_watch: state file %s cannot be read (%s): starting afresh\n" % (path, exc))
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(handle).st_mode):
+            sys.stderr.write("fleet_watch: state file %s is not a regular file: starting afresh\n" % path)
+            return None
+        with os.fdopen(os.dup(handle), "rb") as stream:
+            data = json.loads(stream.read(16 << 20).decode("utf-8"))
+    except (OSError, ValueError) as exc:
+        sys.stderr.write("fleet_watch: state file %s is damaged (%s): starting afresh\n" % (path, exc))
+        return None
+    finally:
+        os.close(handle)
     return data if isinstance(data, dict) else None
 
 
@@ -117,15 +134,21 @@ async def main(queue, args):
     config = _config(args["config"], auto_failover)
     rounds = int(args.get("rounds") or 0)
     previous = _read_state(config["state"]) or {}
-    decider = auto_failover.Decider(config, previous)
+    decider = auto_failover.Decider(config, previous, now=time.time())
     done = 0
+
+    async def read(name, url):
+        health, error = await asyncio.to_thread(_read_health, url, config.get("timeout", 5))
+        return name, time.time(), auto_failover.reading(health, error)
+
     while not rounds or done < rounds:
         started = time.time()
         readings = {}
-        for name, where in sorted(config["installations"].items()):
-            health, error = await asyncio.to_thread(_read_health, where["health_url"], config.get("timeout", 5))
-            owner_ok, target_ok, reason = auto_failover.reading(health, error)
-            decider.observe(name, started, owner_ok, target_ok, reason)
+        # every installation at once, each reading stamped when it came back: a hung one does not age the others
+        answers = await asyncio.gather(*[read(name, where["health_url"])
+                                         for name, where in sorted(config["installations"].items())])
+        for name, moment, (owner_ok, target_ok, reason) in answers:
+            decider.observe(name, moment, owner_ok, target_ok, reason)
             readings[name] = reason
         try:
             owns, map_error = _owns(placement, config["map"]), None

@@ -84,3 +84,49 @@ def test_a_flapping_owner_is_failed_over_at_most_once_per_cooldown_and_never_bac
 ])
 def test_bad_settings_are_named(settings, named):
     assert any(named in problem for problem in af.settings_problems(settings)), af.settings_problems(settings)
+
+
+def test_the_cooldown_holds_while_the_owner_still_owns_dags_however_many_holds_come_between():
+    settings = dict(SETTINGS, pairs={"cluster-1": "server-1", "server-3": "server-4"})
+    decider = af.Decider(settings)
+    feed(decider, "server-1", range(0, 4000, 10), HEALTHY)
+    feed(decider, "cluster-1", range(0, 40, 10), error="down")
+    assert [d["action"] for d in decider.decide(30, OWNS)] == ["failover"]
+    actions = []
+    for moment in range(40, 600, 10):  # within the cooldown (600 s) the failover did not take (the owner still owns DAGs); another pair holds
+        feed(decider, "cluster-1", [moment], error="down")
+        feed(decider, "server-3", [moment], error="down" if moment % 20 else "refused")
+        feed(decider, "server-4", [moment], error="down" if moment % 20 else "refused")
+        actions += [(d["from"], d["action"]) for d in decider.decide(moment, {"cluster-1": 4, "server-3": 1})]
+    assert ("cluster-1", "failover") not in actions, "a second failover within the cooldown"
+    assert len(decider.decisions) <= af.KEEP_DECISIONS
+
+
+def test_a_restarted_watcher_does_not_trust_readings_from_before_its_gap():
+    decider = af.Decider(SETTINGS)
+    feed(decider, "cluster-1", [0, 10, 20], HEALTHY)
+    state = dict(decider.state(), updated_at=20)
+    later = af.Decider(SETTINGS, state, now=20 + 6 * 3600)  # stopped six hours; the owner died meanwhile
+    feed(later, "server-1", [21620, 21630, 21640, 21650], HEALTHY)
+    feed(later, "cluster-1", [21620, 21630, 21640, 21650], error="down")
+    [decision] = later.decide(21650, OWNS)
+    assert decision["action"] == "failover" and decision["since"] is None, "no catch-up from six hours ago"
+    soon = af.Decider(SETTINGS, state, now=40)
+    assert soon.last_healthy == {"cluster-1": 20}
+
+
+@pytest.mark.parametrize("state", [
+    {"readings": {"a": 5}}, {"decisions": [{"from": "a"}]}, {"last_healthy": [1, 2]}, "not a dict",
+    {"readings": {"cluster-1": [{"at": "x"}]}, "failing_since": {"cluster-1": True}, "last_failover": None},
+])
+def test_a_damaged_state_is_dropped_not_trusted(state):
+    decider = af.Decider(SETTINGS, state)
+    feed(decider, "server-1", [0, 10, 20, 30], HEALTHY)
+    feed(decider, "cluster-1", [0, 10, 20, 30], error="down")
+    assert [d["action"] for d in decider.decide(30, OWNS)] == ["failover"]
+
+
+def test_odd_health_answers_are_readings_not_crashes():
+    assert af.reading({"metadatabase": "healthy", "scheduler": None}) == (
+        False, False, "metadatabase unknown, scheduler unknown")
+    assert af.reading(["not", "a", "dict"])[0] is False
