@@ -134,7 +134,8 @@ class Decider(object):
 
     def _target_up(self, name, now):
         items = self.readings.get(name) or []
-        fresh = max(self.settings["window"], self.settings["interval"] * 2)
+        # a round reads every installation at once and takes at most `timeout`: a reading of this round or the last
+        fresh = max(self.settings["window"], self.settings["interval"] * 2) + self.settings["timeout"]
         return bool(items) and items[-1]["target_ok"] and now - items[-1]["at"] <= fresh
 
     def decide(self, now, owns):
