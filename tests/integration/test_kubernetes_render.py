@@ -373,6 +373,32 @@ def test_everything(rendered):
     assert kp.find(docs, "Service", "af-api-server")[0]["spec"]["type"] == "NodePort"
     assert not kp.find(docs, "Role", "af-pod-log-reader")
     assert all(d["metadata"]["labels"]["team"] == "data" for d in docs)
+    # airflow_placement_source s3: the guard's environment and the keys' Secret volume in every Airflow container
+    specs = [("worker pod template", worker["spec"])] + [
+        (owner, spec) for owner, spec in kp.pod_specs(docs) if "postgresql" not in owner]
+    guarded = 0
+    for owner, spec in specs:
+        volumes = dict((v["name"], v) for v in spec.get("volumes") or [])
+        for container in spec["containers"]:
+            if container["image"] != "registry.example.invalid/airflow:3.3.2-custom":
+                continue
+            env = _effective_env(docs, container)
+            if "FAILBACK_PLACEMENT_MAP" not in env:
+                continue
+            guarded += 1
+            assert env["FAILBACK_PLACEMENT_MAP"] == "s3://fleet-maps/failback/placement.yml", owner
+            assert (env["FAILBACK_PLACEMENT_LEASE"], env["FAILBACK_PLACEMENT_TTL"]) == ("90", "20"), owner
+            assert env["FAILBACK_PLACEMENT_S3_ENDPOINT"] == "https://minio.example.invalid", owner
+            assert env["FAILBACK_PLACEMENT_S3_CREDENTIALS_FILE"] == "/opt/airflow/placement-s3/s3-credentials.json"
+            assert env["FAILBACK_FENCE_FILE"] == "/opt/airflow/placement/fence", owner
+            assert {"name": "placement-s3", "mountPath": "/opt/airflow/placement-s3", "readOnly": True} in \
+                container["volumeMounts"], owner
+            assert volumes["placement-s3"]["secret"]["secretName"] == "failback-placement-s3", owner
+    assert guarded >= 3, "the api-server, the scheduler and the worker pods at least"
+    for path, _dirs, files in os.walk(os.path.join(str(item.root))):
+        for name in files:
+            with open(os.path.join(path, name)) as handle:
+                assert "everything-reader-key-9d1f" not in handle.read(), os.path.join(path, name)
 
 
 # --------------------------------------------------------------------------- who may sign in (airflow_auth)

@@ -287,3 +287,47 @@ def test_a_failover_stops_before_anything_changes_when_the_authority_lags_the_co
     assert moved.rc == 0, moved
     final = fleet.authority()
     assert final.owner("dag_a") == "server-2" and final.owner("dag_b") == "server-2" and final.stage is None
+
+
+def test_the_installations_keys_reach_a_server_as_a_file_and_a_cluster_as_a_secret_and_go_when_unused(tmp_path, endpoint):
+    """site.yml's placement part on a directory installation and a cluster (the test Kubernetes API):
+    the reader keys as a 0640 file and as the Secret the pods mount, never in the output; with the
+    source back to push both are removed."""
+    import base64
+    import stat
+
+    from fake_kube import FakeKube
+
+    fleet = PullFleet(tmp_path, endpoint)
+    fleet.write_map(placement.PlacementMap({"dag_a": "server-1", "dag_b": "k8s-prod"}, 1))
+    with FakeKube(namespaces=["af"]) as kube:
+        kubeconfig = os.path.join(fleet.root, "kubeconfig")
+        with open(kubeconfig, "w") as handle:
+            handle.write(kube.kubeconfig())
+        with open(fleet.inventory) as handle:
+            data = yaml.safe_load(handle)
+        group = data["all"]["children"]["airflow_installations"]
+        group["hosts"] = {"server-1": group["hosts"]["server-1"], "k8s-prod": {
+            "airflow_placement_target": "kubernetes", "airflow_placement_kubernetes_namespace": "af",
+            "airflow_placement_kubernetes_kubeconfig": kubeconfig}}
+        with open(fleet.inventory, "w") as handle:
+            yaml.safe_dump(data, handle)
+        first = run_playbook("site.yml", fleet.inventory)
+        assert first.rc == 0, first
+        assert READER["secret_access_key"] not in first.text() and WRITER["secret_access_key"] not in first.text()
+        keys_file = os.path.join(fleet.root, "server-1", "placement", "s3-credentials.json")
+        assert stat.S_IMODE(os.stat(keys_file).st_mode) == 0o640
+        with open(keys_file) as handle:
+            assert json.load(handle) == READER
+        secret = kube.objects[("secrets", "af", "failback-placement-s3")]
+        assert json.loads(base64.b64decode(secret["data"]["s3-credentials.json"])) == READER
+        assert fleet.authority().generation == 1
+        again = run_playbook("site.yml", fleet.inventory)
+        assert again.rc == 0 and again.changed() == 0, again
+
+        group["vars"]["airflow_placement_source"] = {"type": "push"}
+        with open(fleet.inventory, "w") as handle:
+            yaml.safe_dump(data, handle)
+        pushed = run_playbook("site.yml", fleet.inventory)
+        assert pushed.rc == 0, pushed
+        assert not os.path.exists(keys_file) and ("secrets", "af", "failback-placement-s3") not in kube.objects

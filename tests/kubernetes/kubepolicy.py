@@ -295,7 +295,9 @@ def check_references(docs, secrets, external=()):
     secret_keys = dict((s["metadata"]["name"], set((s.get("data") or {}).keys()) | set((s.get("stringData") or {}).keys()))
                        for s in secrets)
     configmap_keys = dict((c["metadata"]["name"], set((c.get("data") or {}).keys())) for c in find(docs, "ConfigMap"))
+    # the airflow_placement role publishes these before Airflow starts (guard_kubernetes.yml, publish_kubernetes.yml)
     configmaps = set(configmap_keys) | {"failback-placement", "failback-guard"}
+    external = set(external) | {"failback-placement-s3"}
     claims = dict((name_of(d), set(t["metadata"]["name"] for t in d["spec"].get("volumeClaimTemplates") or []))
                   for d in find(docs, "StatefulSet"))
     for owner, spec in pod_specs(docs):
