@@ -438,3 +438,12 @@ def test_the_watchers_state_is_shown_and_a_watcher_that_stopped_reading_is_a_fin
     assert "last read 31 s ago" in stale["findings"][0]["detail"]
     unarmed = fleet.assess(MAP, clean(), watch=dict(WATCH, armed=[], decisions=[]), now=5000.0)
     assert codes(unarmed) == [] and fleet.render_text(unarmed)[1] == "automatic failover not armed; last decision: none"
+
+
+def test_the_findings_table_of_docs_status_md_is_fleet_findings():
+    """docs/status.md lists every finding with its severity, and nothing else (it is written by hand)."""
+    import os
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "docs", "status.md")
+    with open(path) as handle:
+        rows = re.findall(r"^\| `([a-z_]+)` \| (critical|error|warning) \|", handle.read(), re.M)
+    assert sorted(rows) == sorted((code, severity) for code, (severity, _meaning) in fleet.FINDINGS.items())
