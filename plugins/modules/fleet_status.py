@@ -132,7 +132,6 @@ html_path:
 
 import json
 import os
-import stat
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -140,22 +139,15 @@ from ansible_collections.failback.airflow.plugins.module_utils import fleet, pla
 
 
 def _read_watch(path):
-    """The watcher's state (a dict), None without one; a file that is not a JSON object is an error."""
-    try:
-        handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
-    except FileNotFoundError:
+    """The watcher's state (a dict), None without one; a file that is not a JSON object is an error
+    (placement.read_text refuses a FIFO, a directory or a link at once)."""
+    text = placement.read_text(path, "the watcher's state file", follow_symlinks=False)
+    if text is None:
         return None
-    except OSError as exc:
-        raise placement.PlacementError("the watcher's state file %s cannot be read: %s" % (path, exc))
     try:
-        if not stat.S_ISREG(os.fstat(handle).st_mode):
-            raise placement.PlacementError("the watcher's state file %s is not a regular file" % path)
-        with os.fdopen(os.dup(handle), "rb") as stream:
-            data = json.loads(stream.read(16 << 20).decode("utf-8"))
-    except (OSError, ValueError) as exc:
+        data = json.loads(text)
+    except ValueError as exc:
         raise placement.PlacementError("the watcher's state file %s cannot be read: %s" % (path, exc))
-    finally:
-        os.close(handle)
     if not isinstance(data, dict):
         raise placement.PlacementError("the watcher's state file %s is not a JSON object" % path)
     return data

@@ -29,7 +29,6 @@ import http.client
 import json
 import os
 import ssl
-import stat
 import sys
 import tempfile
 import time
@@ -89,25 +88,14 @@ def _write_state(path, state):
 
 def _read_state(path):
     """The saved state, or None: none yet, or a file that is damaged or not a regular file (a FIFO is
-    never waited on); the watcher then starts afresh and says so on stderr."""
+    never waited on: placement.read_text); the watcher then starts afresh and says so on stderr."""
+    _auto_failover, placement = _collection_modules()
     try:
-        handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
-    except FileNotFoundError:
+        text = placement.read_text(path, "state file", follow_symlinks=False)
+        data = None if text is None else json.loads(text)
+    except (placement.PlacementError, ValueError) as exc:
+        sys.stderr.write("fleet_watch: state file %s: %s: starting afresh\n" % (path, exc))
         return None
-    except OSError as exc:
-        sys.stderr.write("fleet_watch: state file %s cannot be read (%s): starting afresh\n" % (path, exc))
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(handle).st_mode):
-            sys.stderr.write("fleet_watch: state file %s is not a regular file: starting afresh\n" % path)
-            return None
-        with os.fdopen(os.dup(handle), "rb") as stream:
-            data = json.loads(stream.read(16 << 20).decode("utf-8"))
-    except (OSError, ValueError) as exc:
-        sys.stderr.write("fleet_watch: state file %s is damaged (%s): starting afresh\n" % (path, exc))
-        return None
-    finally:
-        os.close(handle)
     return data if isinstance(data, dict) else None
 
 
