@@ -241,9 +241,28 @@ def test_a_forced_failover_fences_an_old_owner_that_cannot_take_the_map(fleet, i
 # ----------------------------------------------------------------------------- 2. one run at a time
 
 
+def _wait_for_holder(fleet, run, playbook, timeout=120):
+    """Wait (bounded) until *run* holds the fleet lock: its record in the lock file names *playbook*.
+
+    The second run must start while the first holds the lock, however slow this machine is today:
+    a fixed sleep let the second one take the lock first on a loaded machine.
+    """
+    lock = os.path.join(fleet.root, "placement.lock")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and run.poll() is None:
+        try:
+            with open(lock) as handle:
+                if json.loads(handle.read() or "{}").get("playbook") == playbook:
+                    return
+        except (OSError, ValueError):
+            pass  # not there yet, or being written
+        time.sleep(0.05)
+    raise AssertionError("%s did not take the fleet lock within %d s (it ended: %s)" % (playbook, timeout, run.poll()))
+
+
 def test_site_yml_and_failover_yml_started_together_take_turns(fleet):
     site = start_playbook("site.yml", fleet.inventory, {})
-    time.sleep(1.0)
+    _wait_for_holder(fleet, site, "site.yml")
     failover = run_playbook("failover.yml", fleet.inventory, {"failover_from": "server-1", "failover_to": "server-3"})
     site_out = site.communicate(timeout=600)[0]
     assert site.returncode == 0, site_out[-3000:]
@@ -256,7 +275,7 @@ def test_site_yml_and_failover_yml_started_together_take_turns(fleet):
 
 def test_two_failovers_at_once_one_runs_the_other_is_refused_naming_the_holder(fleet):
     first = start_playbook("failover.yml", fleet.inventory, {"failover_from": "server-1", "failover_to": "server-2"})
-    time.sleep(0.8)
+    _wait_for_holder(fleet, first, "failover.yml")
     second = run_playbook("failover.yml", fleet.inventory, {"failover_from": "server-1", "failover_to": "server-3"})
     out = first.communicate(timeout=600)[0]
     assert first.returncode == 0, out[-3000:]
