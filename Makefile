@@ -20,8 +20,11 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 
 MOLECULE_SCENARIOS ?= podman,docker+drills kubernetes
+# make test: the integration tests, then the Podman and Docker scenarios, in one lane; the drills
+# (which mostly wait for scheduled intervals) in the other, from the start (tests/molecule.sh).
+TEST_LANES ?= make:integration-tests,podman,docker+drills kubernetes
 
-.PHONY: help setup host-setup site test lint sanity unit test-airflow integration molecule bench changelog clean
+.PHONY: help setup host-setup java site test lint sanity unit test-airflow integration integration-tests molecule bench changelog clean
 
 help:
 	@echo "make site   - set up, then run playbooks/site.yml on $(INVENTORY)"
@@ -67,7 +70,8 @@ site: setup
 		stage=$$SECONDS; $(BIN)/ansible-playbook -i $(INVENTORY) playbooks/site.yml; \
 		echo "[make site] installations ready in $$((SECONDS - stage)) s; done in $$((SECONDS - start)) s"
 
-test: lint sanity unit test-airflow integration molecule
+test: lint sanity unit test-airflow host-setup java
+	bash tests/molecule.sh $(TEST_LANES)
 
 lint: setup
 	$(BIN)/yamllint --strict .
@@ -102,10 +106,16 @@ test-airflow: setup $(VENV_AIRFLOW)/.stamp
 	command -v git >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq git >/dev/null)
 	$(AIRFLOW_BIN)/python $(PYTEST) --durations=10 tests/airflow
 
-# ansible-rulebook (the automatic failover's test) runs its rules on Debian's OpenJDK 17.
-integration: setup host-setup $(VENV_AIRFLOW)/.stamp
-	command -v java >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless >/dev/null)
+integration: setup host-setup java $(VENV_AIRFLOW)/.stamp
+	$(MAKE) --no-print-directory integration-tests
+
+# The integration tests alone, for a lane of `make test` (which has set up everything they need).
+integration-tests:
 	$(BIN)/python $(PYTEST) --durations=10 tests/integration
+
+# ansible-rulebook (the automatic failover's test) runs its rules on Debian's OpenJDK 17.
+java:
+	command -v java >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless >/dev/null)
 
 # System packages (podman, docker.io, debootstrap...) and locally built test images.
 host-setup: setup

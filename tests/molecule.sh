@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Run the collection's Molecule scenarios (extensions/molecule/<name>), as `make molecule` does.
+# Run the collection's Molecule scenarios (extensions/molecule/<name>), as `make molecule` does,
+# and, in a lane, a make target (`make:integration-tests`), as `make test` does.
 #
 #   tests/molecule.sh podman,docker+drills kubernetes
+#   tests/molecule.sh make:integration-tests,podman,docker+drills kubernetes
 #
 # Each argument is one step, run after the previous one ended. A step written `a+b` runs the
 # lanes a and b at the same time: every line they print carries the scenario's name, and the
@@ -12,7 +14,9 @@
 # waiting for scheduled intervals, so they run beside the Podman scenario (ports 8091-8092,
 # /opt/failback-molecule, projects molecule-*) and the Docker one after it (port 8093, the same
 # directories as Podman's, after Podman's destroy). All build the local images first; build.sh
-# serialises that with a lock.
+# serialises that with a lock. The integration tests share nothing with the drills either (their
+# installations live in temporary directories, on ports they choose free, in projects of their
+# own), so `make test` runs them before the Podman scenario, in the lane beside the drills.
 #
 # The kubernetes scenario needs a real cluster: without KUBECONFIG it is reported as skipped,
 # never as passed.
@@ -22,6 +26,13 @@ MOLECULE="${MOLECULE:-$PWD/.venv/bin/molecule}"
 
 run_one() {
     local scenario="$1"
+    if [[ "$scenario" == make:* ]]; then
+        local began=$SECONDS rc=0
+        echo "=== make ${scenario#make:}"
+        make --no-print-directory "${scenario#make:}" || rc=$?
+        echo "=== make ${scenario#make:}: rc=$rc after $(( (SECONDS - began) / 60 )) min $(( (SECONDS - began) % 60 )) s"
+        return "$rc"
+    fi
     if [ "$scenario" = kubernetes ] && [ -z "${KUBECONFIG:-}" ]; then
         echo "SKIPPED molecule scenario 'kubernetes': KUBECONFIG is not set (see docs/kubernetes.md)"
         return 0
@@ -50,7 +61,7 @@ for step in "$@"; do
                 set -o pipefail
                 IFS=, read -r -a sequence <<< "$lane"
                 for scenario in "${sequence[@]}"; do
-                    run_one "$scenario" 2>&1 | sed -u "s/^/[$scenario] /" || exit 1
+                    run_one "$scenario" 2>&1 | sed -u "s/^/[${scenario#make:}] /" || exit 1
                 done
             ) &
             pids+=("$!")
