@@ -5,11 +5,13 @@ database when a task completes.  Each drill does something to the fleet - a plan
 failback with runs in flight, a switchover while a task is deferred, an old owner stopped and a
 forced failover with catch-up, an old owner killed in the middle of a task, a failover killed after
 it changed the controller's map and run again, and a server <-> cluster switchover and failback and
-a cluster whose Airflow stops, failed over forced with catch-up - and then every scheduled interval
+a cluster whose Airflow stops, failed over forced with catch-up; then, with the fleet on the lease
+(airflow_placement_source s3, class Authority), an owner partitioned while it runs, a failover
+killed -9 during its lease wait and a short authority outage - and then every scheduled interval
 of the drill's window must be in the ledgers exactly once.  A drill table is printed at the end; the
 exit code is 1 when any interval ran twice or never (or a step failed).
 
-    drills.py CONFIG.json [--only NAME ...]
+    drills.py CONFIG.json [--only NAME ...]   (a lease drill alone runs lease_switch first)
 
 CONFIG: {"repo", "inventory", "map", "ansible_playbook", "installations": {name: {"kind": "server",
 "dir", "port", "project", "unit", "env"} or {"kind": "cluster", "dir", "port", "kube": {"url", "token",
@@ -29,12 +31,26 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
+
+import yaml
+
+import authority_bridge
 
 UTC = datetime.timezone.utc
 PERIODS = {"failback_drill_quick": 20, "failback_drill_slow": 60, "failback_drill_deferred": 60}
 SETTLE_TIMEOUT = 300
 PLAYBOOK_TIMEOUT = 900
+# The lease drills: moto's S3 on 127.0.0.1:AUTHORITY_PORT is the fleet's authority
+# (airflow_placement_source type s3); the servers' containers reach it through authority_bridge.
+AUTHORITY_PORT = 8097
+# A guard confirms the map when a task starts; the quick DAG starts one every 20 s, so a lease of 40 s
+# outlasts an outage of 15 s (the short outage drill) on every installation that runs it.
+LEASE = {"refresh": 5, "lease": 40, "clock_margin": 2}
+#: Seconds after a partition by which the partitioned owner's quick tasks must have ended: its last
+#: confirmation was before the cut, so its lease ended at most LEASE after it, plus a quick task's length.
+FAIL_CLOSED_WITHIN = LEASE["lease"] + 10
 
 
 def now():
@@ -72,6 +88,9 @@ class Fleet(object):
         self._tokens = {}
         self.timings = []
         self.drain_retries = 0
+        self.diagnosis = None
+        self.vars_files = []  # -e @FILE for every playbook (the lease drills' airflow_placement_source)
+        self.authority = None
 
     # ------------------------------------------------------------------ Airflow's REST API
     def api(self, name, method, path, body=None):
@@ -119,9 +138,13 @@ class Fleet(object):
         raise DrillFailed("%s is not healthy after %d s; last answer: %s" % (name, timeout, last))
 
     # ------------------------------------------------------------------ the fleet from outside
-    def playbook(self, name, extra=None, timeout=PLAYBOOK_TIMEOUT, kill_when=None):
-        argv = [self.config["ansible_playbook"], "-i", self.config["inventory"],
-                os.path.join(self.config["repo"], "playbooks", name)]
+    def playbook(self, name, extra=None, timeout=PLAYBOOK_TIMEOUT, kill_when=None, inventories=()):
+        argv = [self.config["ansible_playbook"], "-i", self.config["inventory"]]
+        for inventory in inventories:
+            argv += ["-i", inventory]
+        argv.append(os.path.join(self.config["repo"], "playbooks", name))
+        for path in self.vars_files:
+            argv += ["-e", "@" + path]
         for key, value in sorted((extra or {}).items()):
             argv += ["-e", "%s=%s" % (key, value)]
         log("$ " + " ".join(shlex.quote(a) for a in argv[1:]))
@@ -151,22 +174,22 @@ class Fleet(object):
             path = os.path.join(self.config["log_dir"], "%02d-%s.log" % (len(self.timings), name))
             with open(path, "w") as handle:
                 handle.write("$ %s\n%s" % (" ".join(argv), output))
-        summary = [line for line in output.splitlines() if "moved " in line or "re-ran" in line or "LEFT" in line
-                   or "kept by" in line or "nothing to move" in line]
+        summary = [line for line in output.splitlines() if "Warning" not in line and (
+            "moved " in line or "re-ran" in line or "LEFT" in line or "kept by" in line or "nothing to move" in line)]
         log("%s ended rc=%s after %.1f s%s %s" % (name, proc.returncode, seconds, " (killed)" if killed else "",
                                                   " | ".join(s.strip() for s in summary[-3:])))
         return proc.returncode, output, killed
 
-    def failover(self, expect_rc=0, **extra):
+    def failover(self, expect_rc=0, inventories=(), **extra):
         extra = dict(("failover_" + k, v) for k, v in extra.items())
-        rc, output, _killed = self.playbook("failover.yml", extra)
+        rc, output, _killed = self.playbook("failover.yml", extra, inventories=inventories)
         if rc == 2 and "Nothing was granted yet: run failover.yml again to wait longer" in output:
             # The old owner's runs did not end within the drain timeout. Do what the message tells an
             # operator (run it again), once, and show what the fleet looked like first.
             log("the drain timed out; the fleet now:\n%s\nrunning failover.yml again, as its message says"
                 % self.diagnose()[0])
             self.drain_retries += 1
-            rc, output, _killed = self.playbook("failover.yml", extra)
+            rc, output, _killed = self.playbook("failover.yml", extra, inventories=inventories)
         if expect_rc is not None and rc != expect_rc:
             raise DrillFailed("failover.yml %s ended %s:\n%s" % (extra, rc, output[-6000:]))
         return output
@@ -344,6 +367,90 @@ class Fleet(object):
         time.sleep(15)
 
 
+class Authority(object):
+    """The lease drills' authority: moto's S3 on 127.0.0.1, a bucket, keys, and the bridge to the servers.
+
+    Started by the first lease drill and stopped at the end of the drills.  Every playbook from then
+    on gets ``-e @lease.json`` (``airflow_placement_source`` type s3 with :data:`LEASE`).
+    """
+
+    BUCKET = "failback-drills"
+    KEY = "failback/placement.yml"
+
+    def __init__(self, fleet):
+        self.fleet = fleet
+        work = fleet.config["log_dir"]
+        os.makedirs(work, exist_ok=True)
+        self.url = "http://127.0.0.1:%d" % AUTHORITY_PORT
+        self.log = open(os.path.join(work, "moto.log"), "w")
+        moto = os.path.join(fleet.config["repo"], ".venv-airflow", "bin", "moto_server")
+        self.proc = subprocess.Popen([moto, "-H", "127.0.0.1", "-p", str(AUTHORITY_PORT)], stdout=self.log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(self.url + "/", timeout=2).close()
+                break
+            except (OSError, urllib.error.URLError):
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise DrillFailed("moto_server did not answer on %s (log: %s/moto.log)" % (self.url, work))
+                time.sleep(0.5)
+        urllib.request.urlopen(urllib.request.Request("%s/%s" % (self.url, self.BUCKET), method="PUT"), timeout=10).close()
+        # moto does not check keys: these only have to be well formed (the roles deliver them as files).
+        keys = {"access_key_id": "AKIADRILLSWRITER0001", "secret_access_key": "drills-writer-key"}
+        writer = os.path.join(work, "placement-writer.json")
+        with open(writer, "w") as handle:
+            json.dump(keys, handle)
+        os.chmod(writer, 0o600)
+        self.vars_file = os.path.join(work, "lease.json")
+        with open(self.vars_file, "w") as handle:
+            json.dump({"airflow_placement_source": dict(
+                LEASE, type="s3", url="s3://%s/%s" % (self.BUCKET, self.KEY), region="eu-west-1", endpoint=self.url,
+                credentials={"access_key_id": "AKIADRILLSREADER0001", "secret_access_key": "drills-reader-key"},
+                controller_credentials_file=writer)}, handle)
+        servers = dict((name, inst) for name, inst in fleet.installations.items() if inst.get("kind") != "cluster")
+        self.bridge = authority_bridge.Bridge(AUTHORITY_PORT, dict((n, i["project"]) for n, i in servers.items()),
+                                              env=next(iter(servers.values())).get("env"), log=log)
+        self.bridge.keep()
+        self.servers = sorted(servers)
+        # A copy of the inventory's hosts in which a server cannot be reached (ssh to a closed port).
+        self.down = {}
+        for name in self.servers:
+            path = os.path.join(work, "down-%s.yml" % name)
+            with open(path, "w") as handle:
+                json.dump({"all": {"hosts": {name: {"ansible_connection": "ssh", "ansible_host": "127.0.0.1",
+                                                    "ansible_port": 1}}}}, handle)
+            self.down[name] = path
+        # The drills read the object as the guards do: a signed GET (the collection's S3 client).
+        sys.path.insert(0, os.path.join(fleet.config["repo"], ".collections"))
+        from ansible_collections.failback.airflow.plugins.module_utils import s3_object  # pylint: disable=import-outside-toplevel
+        self.bucket = s3_object.Bucket(self.BUCKET, region="eu-west-1", endpoint=self.url, credentials=keys)
+        log("authority: moto's S3 on %s, bucket %s; the servers reach it through the bridge" % (self.url, self.BUCKET))
+
+    def read(self):
+        """``(generation, stage)`` of the object the guards read (a flat map is generation 0), or
+        ``(None, None)`` when there is none or it cannot be read."""
+        try:
+            status, body, _etag = self.bucket.get(self.KEY)
+        except (OSError, ValueError, RuntimeError):  # s3_object.S3Error: no answer, or an error status
+            return None, None
+        if status != 200:
+            return None, None
+        meta = (yaml.safe_load(body.decode("utf-8")) or {}).get("@failback") or {}
+        return meta.get("generation", 0), meta.get("stage")
+
+    def stop(self):
+        self.bridge.stop()
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(15)
+        self.log.close()
+
+
 class Drills(object):
     def __init__(self, fleet):
         self.fleet = fleet
@@ -483,8 +590,124 @@ class Drills(object):
         self.record("cluster's Airflow stopped, forced failover to a server with catch-up", ["failback_drill_quick"],
                     first, last, "since %s; nothing ran on the cluster after" % stop_at.strftime("%H:%M:%S"))
 
+    # 8 -------------------------------------------------------------------------------------------
+    def lease_switch(self):
+        """The fleet moves to the lease: site.yml with airflow_placement_source type s3 recreates every
+        container with the guard's new settings (the bridge follows them); then a minute of quick intervals
+        must run exactly once, decided with the map confirmed at the bucket."""
+        f = self.fleet
+        f.authority = Authority(f)
+        f.vars_files.append(f.authority.vars_file)
+        rc, output, _killed = f.playbook("site.yml")
+        if rc != 0:
+            raise DrillFailed("site.yml with the lease ended %s:\n%s" % (rc, output[-6000:]))
+        for name in f.authority.servers:
+            f.wait_healthy(name)
+        if not authority_bridge.wait_ready(f.authority.bridge, f.authority.servers):
+            raise DrillFailed("the bridge does not listen in every server's containers")
+        generation, stage = f.authority.read()
+        if generation != f.generation() or stage:
+            raise DrillFailed("the authority holds generation %s (stage %s), the controller %s"
+                              % (generation, stage, f.generation()))
+        first = now()
+        sleep_until(first + datetime.timedelta(seconds=60), "quick intervals decided with the bucket's map")
+        asked = dict(f.authority.bridge.accepted)
+        if not all(asked.values()):
+            raise DrillFailed("a server's guard never asked the authority: %s" % asked)
+        self.record("the fleet moved to the lease (site.yml)", ["failback_drill_quick"], first, now(),
+                    "guards' requests to the bucket: %s" % ", ".join("%s %d" % kv for kv in sorted(asked.items())))
+
+    # 9 -------------------------------------------------------------------------------------------
+    def lease_partitioned_owner(self):
+        """server-1 owns both DAGs, a slow task in flight, and is cut off from the controller and from the
+        authority while it runs on. A forced failover waits for its lease and grants server-2; server-1
+        fails closed by itself. When the partition heals, the failover run again with the time of the cut
+        asks server-1 which runs it executed and the catch-up runs the rest: every interval exactly once."""
+        f = self.fleet
+        a = f.authority
+        dags = "failback_drill_quick,failback_drill_slow"
+        first = now()
+        sleep_until(f.next_due("failback_drill_slow", now()) + datetime.timedelta(seconds=8), "slow task in flight")
+        a.bridge.cut("server-1")
+        cut = now()
+        began = time.monotonic()
+        forced = {"from": "server-1", "to": "server-2", "dags": dags, "force": "true"}
+        f.failover(inventories=[a.down["server-1"]], **forced)
+        waited = time.monotonic() - began
+        sleep_until(cut + datetime.timedelta(seconds=FAIL_CLOSED_WITHIN + 25), "server-1 runs on, cut off")
+        quick_s1 = [parse(e["at"]) for e in f.ledger()
+                    if e["installation"] == "server-1" and e["dag_id"] == "failback_drill_quick" and parse(e["at"]) >= cut]
+        late = [iso(at) for at in quick_s1 if at > cut + datetime.timedelta(seconds=FAIL_CLOSED_WITHIN)]
+        if late:
+            raise DrillFailed("server-1 ran quick tasks more than %d s after it was cut off: %s"
+                              % (FAIL_CLOSED_WITHIN, late))
+        refused = a.bridge.refused["server-1"]
+        if not refused:
+            raise DrillFailed("server-1's guard never tried the authority while it was cut off")
+        a.bridge.heal("server-1")
+        f.failover(**{"from": "server-1", "to": "server-2", "dags": dags, "force": "true", "catchup_since": iso(cut)})
+        last = now()
+        self.record("owner partitioned with a task in flight, forced failover, healed, run again with since",
+                    dags.split(","), first, last,
+                    "cut %s; forced failover %.0f s; server-1's last quick task %s s after the cut; %d requests refused"
+                    % (cut.strftime("%H:%M:%S"), waited,
+                       "%.0f" % (max(quick_s1) - cut).total_seconds() if quick_s1 else "none", refused))
+
+    # 10 ------------------------------------------------------------------------------------------
+    def lease_killed_waiting(self):
+        """A planned failover is killed -9 while it waits for the lease (the bucket holds its revoke stage:
+        the moved DAG runs nowhere); the same command run again finishes the move and catches up."""
+        f = self.fleet
+        a = f.authority
+        first = now()
+        before, _stage = a.read()
+
+        def waiting():
+            generation, stage = a.read()
+            return stage == "revoke" and generation is not None and generation > before
+
+        request = {"failover_from": "server-2", "failover_to": "server-1", "failover_dags": "failback_drill_quick"}
+        _rc, _output, killed = f.playbook("failover.yml", request, kill_when=waiting)
+        if not killed:
+            raise DrillFailed("failover.yml ended before it wrote the revoke stage")
+        sleep_until(now() + datetime.timedelta(seconds=30), "the revoke stage holds the moved DAG back")
+        f.failover(**{"from": "server-2", "to": "server-1", "dags": "failback_drill_quick"})
+        generation, stage = a.read()
+        if stage or generation != f.generation():
+            raise DrillFailed("after the second run the authority holds generation %s (stage %s), the controller %s"
+                              % (generation, stage, f.generation()))
+        last = now()
+        self.record("failover killed -9 during its lease wait, run again", ["failback_drill_quick"], first, last)
+
+    # 11 ------------------------------------------------------------------------------------------
+    def lease_short_outage(self):
+        """The authority is unreachable for 15 s (less than the lease) from every server, over a quick
+        interval: nothing changes (every interval once, on its first try)."""
+        f = self.fleet
+        a = f.authority
+        first = now()
+        sleep_until(f.next_due("failback_drill_quick", now()) - datetime.timedelta(seconds=5), "before a quick interval")
+        refused = dict(a.bridge.refused)
+        for name in a.servers:
+            a.bridge.cut(name)
+        time.sleep(15)
+        for name in a.servers:
+            a.bridge.heal(name)
+        tried = sum(a.bridge.refused.values()) - sum(refused.values())
+        sleep_until(now() + datetime.timedelta(seconds=30), "intervals after the outage")
+        last = now()
+        self.record("authority unreachable for 15 s (lease %d s)" % LEASE["lease"], ["failback_drill_quick"],
+                    first, last, "requests refused %d" % tried)
+        retried = [e for e in f.ledger() if e["dag_id"] == "failback_drill_quick" and e["try"] != 1
+                   and first <= parse(e["run_after"]) <= last]
+        if retried:
+            raise DrillFailed("quick tasks needed a retry around the short outage: %s" % retried)
+
     ALL = ("switchover_and_failback", "deferred_in_flight", "stopped_then_forced", "killed_mid_task",
-           "interrupted_then_rerun", "cluster_switchover_and_failback", "cluster_stopped_then_forced")
+           "interrupted_then_rerun", "cluster_switchover_and_failback", "cluster_stopped_then_forced",
+           "lease_switch", "lease_partitioned_owner", "lease_killed_waiting", "lease_short_outage")
+    #: Drills that need the lease (lease_switch first: --only with one of them runs it first).
+    LEASE_DRILLS = ("lease_partitioned_owner", "lease_killed_waiting", "lease_short_outage")
 
     def table(self):
         header = "| drill | DAG | window | intervals | once | twice | never | ran on |"
@@ -497,6 +720,23 @@ class Drills(object):
         return "\n".join(lines)
 
 
+def run_drills(drills, fleet, chosen, failed):
+    """Run the *chosen* drills in order; stop at the first that fails (its diagnosis in fleet.diagnosis)."""
+    for name in chosen:
+        log("=== drill: %s" % name)
+        try:
+            getattr(drills, name)()
+        except (DrillFailed, subprocess.CalledProcessError, OSError) as exc:
+            failed.append("%s: %s" % (name, exc))
+            log("DRILL FAILED: %s: %s" % (name, str(exc)[-3000:]))
+            try:
+                fleet.diagnosis = fleet.diagnose()
+                log("the fleet when the drill failed:\n" + fleet.diagnosis[1])
+            except Exception as diag:  # pylint: disable=broad-except
+                fleet.diagnosis = ("no diagnosis: %s" % diag, "")
+            return  # the fleet is in an unknown state: later drills would only add noise
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config")
@@ -506,20 +746,16 @@ def main(argv=None):
     with open(args.config) as handle:
         fleet = Fleet(json.load(handle))
     drills = Drills(fleet)
-    failed, diagnosis = [], ("", "")
-    for name in args.only or Drills.ALL:
-        log("=== drill: %s" % name)
-        try:
-            getattr(drills, name)()
-        except (DrillFailed, subprocess.CalledProcessError, OSError) as exc:
-            failed.append("%s: %s" % (name, exc))
-            log("DRILL FAILED: %s: %s" % (name, str(exc)[-3000:]))
-            try:
-                diagnosis = fleet.diagnose()
-                log("the fleet when the drill failed:\n" + diagnosis[1])
-            except Exception as diag:  # pylint: disable=broad-except
-                diagnosis = ("no diagnosis: %s" % diag, "")
-            break  # the fleet is in an unknown state: later drills would only add noise
+    failed = []
+    chosen = list(args.only or Drills.ALL)
+    if "lease_switch" not in chosen and any(name in Drills.LEASE_DRILLS for name in chosen):
+        chosen.insert(min(chosen.index(name) for name in Drills.LEASE_DRILLS if name in chosen), "lease_switch")
+    try:
+        run_drills(drills, fleet, chosen, failed)
+    finally:
+        if fleet.authority is not None:
+            fleet.authority.stop()
+    diagnosis = fleet.diagnosis or ("", "")
     table = drills.table()
     print("\n" + table + "\n")
     for name, extra, seconds, rc in fleet.timings:
