@@ -125,3 +125,36 @@ def test_an_unreachable_cluster_stops_the_failover_unless_forced(fleet):
     assert forced.rc == 0, forced
     assert "unreachable (stale map, fenced on restart): k8s-prod" in forced.text()
     assert fleet.server_map().owner("dag_a") == "server-1"
+
+
+def test_two_publishes_to_a_cluster_in_one_run_both_land(fleet, tmp_path):
+    """failover.yml can publish to an old owner that is a cluster twice in one run (the revoke, then the
+    map that keeps its late runs): the second publish must replace the ConfigMap the first one wrote, not
+    fail with HTTP 409 because it still holds the resourceVersion read before the first (seen in the
+    drills: a cluster with a late run made failover.yml fail). In check mode nothing is written and the
+    second publish still checks against what the cluster holds."""
+    maps = [fleet.cluster_map()]
+    for dags in ({"dag_a": "server-1", "dag_b": "server-1"}, {"dag_a": "server-1", "dag_b": "k8s-prod"},
+                 {"dag_a": "k8s-prod", "dag_b": "k8s-prod"}, {"dag_a": "k8s-prod", "dag_b": "server-1"}):
+        maps.append(placement.stamp(maps[-1], maps[-1].replace(dags=dags), "test"))
+    playbook = os.path.join(str(tmp_path), "twice.yml")
+    publish = dict(name="failback.airflow.airflow_placement", tasks_from="publish")
+    with open(playbook, "w") as handle:
+        yaml.safe_dump([{"name": "Publish twice to the cluster", "hosts": "k8s-prod", "gather_facts": False, "tasks": [
+            {"name": "Read", "ansible.builtin.include_role": {"name": "failback.airflow.airflow_placement",
+                                                              "tasks_from": "read"}},
+            {"name": "Publish the first map", "ansible.builtin.include_role": publish,
+             "vars": {"airflow_placement_map_content": "{{ map_one }}"}},
+            {"name": "Publish the second map", "ansible.builtin.include_role": publish,
+             "vars": {"airflow_placement_map_content": "{{ map_two }}"}},
+        ]}], handle)
+    run = run_playbook(playbook, fleet.inventory, {"map_one": placement.dump_map(maps[1]),
+                                                   "map_two": placement.dump_map(maps[2])})
+    assert run.rc == 0, run
+    assert fleet.cluster_map().to_data() == maps[2].to_data()
+    version = fleet.kube.configmap("af", "failback-placement")["metadata"]["resourceVersion"]
+    check = run_playbook(playbook, fleet.inventory, {"map_one": placement.dump_map(maps[3]),
+                                                     "map_two": placement.dump_map(maps[4])}, check=True)
+    assert check.rc == 0, check
+    assert fleet.cluster_map().to_data() == maps[2].to_data()
+    assert fleet.kube.configmap("af", "failback-placement")["metadata"]["resourceVersion"] == version
