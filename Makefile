@@ -20,9 +20,9 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 
 MOLECULE_SCENARIOS ?= podman,docker+drills kubernetes
-# make test: the integration tests, then the Podman and Docker scenarios, in one lane; the drills
-# (which mostly wait for scheduled intervals) in the other, from the start (tests/molecule.sh).
-TEST_LANES ?= make:integration-tests,podman,docker+drills kubernetes
+# make test: the integration tests, then the Podman scenario, in one lane; the drills (which mostly
+# wait for scheduled intervals), then the Docker scenario, in the other (tests/molecule.sh).
+TEST_LANES ?= make:integration-tests,podman+drills,docker kubernetes
 
 .PHONY: help setup host-setup java site test lint sanity unit test-airflow integration integration-tests molecule bench changelog clean
 

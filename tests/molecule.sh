@@ -3,7 +3,7 @@
 # and, in a lane, a make target (`make:integration-tests`), as `make test` does.
 #
 #   tests/molecule.sh podman,docker+drills kubernetes
-#   tests/molecule.sh make:integration-tests,podman,docker+drills kubernetes
+#   tests/molecule.sh make:integration-tests,podman+drills,docker kubernetes
 #
 # Each argument is one step, run after the previous one ended. A step written `a+b` runs the
 # lanes a and b at the same time: every line they print carries the scenario's name, and the
@@ -12,11 +12,12 @@
 # that can share the machine must not share ports, directories, compose projects or units: the
 # drills (ports 8095-8096, /opt/failback-drills, projects drills-*) spend most of their time
 # waiting for scheduled intervals, so they run beside the Podman scenario (ports 8091-8092,
-# /opt/failback-molecule, projects molecule-*) and the Docker one after it (port 8093, the same
-# directories as Podman's, after Podman's destroy). All build the local images first; build.sh
-# serialises that with a lock. The integration tests share nothing with the drills either (their
-# installations live in temporary directories, on ports they choose free, in projects of their
-# own), so `make test` runs them before the Podman scenario, in the lane beside the drills.
+# /opt/failback-molecule, projects molecule-server-N) and the Docker one (port 8093,
+# /opt/failback-molecule-docker, project molecule-server-docker, Docker's engine). All build the
+# local images first; build.sh serialises that with a lock. The integration tests share nothing
+# with them either (their installations live in temporary directories, on ports they choose free,
+# in projects of their own), so `make test` runs them before the Podman scenario while the drills
+# and then the Docker scenario run in the other lane.
 #
 # The kubernetes scenario needs a real cluster: without KUBECONFIG it is reported as skipped,
 # never as passed.
