@@ -31,12 +31,14 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 
 import yaml
 
 import authority_bridge
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import failback_testlib as lab  # noqa: E402  (tests/failback_testlib.py: wait_port, stop_process)
 
 UTC = datetime.timezone.utc
 PERIODS = {"failback_drill_quick": 20, "failback_drill_slow": 60, "failback_drill_deferred": 60}
@@ -387,15 +389,10 @@ class Authority(object):
         moto = os.path.join(fleet.config["repo"], ".venv-airflow", "bin", "moto_server")
         self.proc = subprocess.Popen([moto, "-H", "127.0.0.1", "-p", str(AUTHORITY_PORT)], stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(self.url + "/", timeout=2).close()
-                break
-            except (OSError, urllib.error.URLError):
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise DrillFailed("moto_server did not answer on %s (log: %s/moto.log)" % (self.url, work))
-                time.sleep(0.5)
+        try:
+            lab.wait_port(AUTHORITY_PORT, self.proc, "moto_server", timeout=60)
+        except RuntimeError as exc:
+            raise DrillFailed("%s (log: %s/moto.log)" % (exc, work))
         urllib.request.urlopen(urllib.request.Request("%s/%s" % (self.url, self.BUCKET), method="PUT"), timeout=10).close()
         # moto does not check keys: these only have to be well formed (the roles deliver them as files).
         keys = {"access_key_id": "AKIADRILLSWRITER0001", "secret_access_key": "drills-writer-key"}
@@ -442,13 +439,7 @@ class Authority(object):
 
     def stop(self):
         self.bridge.stop()
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(15)
+        lab.stop_process(self.proc, timeout=15)
         self.log.close()
 
 
@@ -631,10 +622,9 @@ class Drills(object):
         sleep_until(f.next_due("failback_drill_slow", now()) + datetime.timedelta(seconds=8), "slow task in flight")
         a.bridge.cut("server-1")
         cut = now()
-        began = time.monotonic()
         forced = {"from": "server-1", "to": "server-2", "dags": dags, "force": "true"}
         f.failover(inventories=[a.down["server-1"]], **forced)
-        waited = time.monotonic() - began
+        waited = f.timings[-1][2]
         sleep_until(cut + datetime.timedelta(seconds=FAIL_CLOSED_WITHIN + 25), "server-1 runs on, cut off")
         quick_s1 = [parse(e["at"]) for e in f.ledger()
                     if e["installation"] == "server-1" and e["dag_id"] == "failback_drill_quick" and parse(e["at"]) >= cut]

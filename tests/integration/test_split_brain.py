@@ -36,7 +36,7 @@ import time
 import pytest
 import yaml
 
-from ansible_collections.failback.airflow.plugins.module_utils import placement
+from ansible_collections.failback.airflow.plugins.module_utils import fleet_lock, placement
 from failback_ansible import run_playbook, start_playbook
 
 NAMES = ("server-1", "server-2", "server-3")
@@ -250,12 +250,8 @@ def _wait_for_holder(fleet, run, playbook, timeout=120):
     lock = os.path.join(fleet.root, "placement.lock")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and run.poll() is None:
-        try:
-            with open(lock) as handle:
-                if json.loads(handle.read() or "{}").get("playbook") == playbook:
-                    return
-        except (OSError, ValueError):
-            pass  # not there yet, or being written
+        if fleet_lock.read_record(lock).get("playbook") == playbook:  # {} until the record is written
+            return
         time.sleep(0.05)
     raise AssertionError("%s did not take the fleet lock within %d s (it ended: %s)" % (playbook, timeout, run.poll()))
 
