@@ -74,6 +74,27 @@ def stop_process(proc, timeout=20):
         signal_all(signal.SIGKILL)  # whatever of the group outlived its leader
 
 
+class SetUpOnce(object):
+    """A fleet set up once per test module (and xdist worker), handed to each test as it was then.
+
+    ``build(root)`` sets the fleet up in *root* (a ``site.yml`` run, ~20 s); :meth:`fresh` makes
+    *root* an exact copy of that state again (files, modes and times), at the same path, since the
+    fleet's files name their own paths. A worker runs its tests one after the other, so no two
+    tests share *root* at once.
+    """
+
+    def __init__(self, tmp_path_factory, name, build):
+        self.root = str(tmp_path_factory.mktemp(name))
+        self.golden = self.root + ".set-up"
+        self.value = build(self.root)
+        shutil.copytree(self.root, self.golden, symlinks=True)
+
+    def fresh(self):
+        shutil.rmtree(self.root)
+        shutil.copytree(self.golden, self.root, symlinks=True)
+        return self.value
+
+
 def guard_files():
     """The guard's files, name -> source path: the airflow_placement role's own list."""
     import yaml

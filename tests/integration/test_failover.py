@@ -15,6 +15,7 @@ import sys
 import pytest
 import yaml
 
+import failback_testlib as lab
 from failback_ansible import run_playbook
 
 NAMES = ("server-1", "server-2", "server-3")
@@ -23,12 +24,14 @@ START_MAP = "---\n# hand-written flat form\ndag_a: server-1\ndag_b: server-1\nda
 
 
 class Fleet(object):
-    def __init__(self, root):
+    def __init__(self, root, write=True):
         self.root = root
         self.map_src = os.path.join(root, "placement.yml")
-        with open(self.map_src, "w") as handle:
-            handle.write(START_MAP)
-        self.inventory = self.write_inventory("hosts.yml")
+        self.inventory = os.path.join(root, "hosts.yml")
+        if write:
+            with open(self.map_src, "w") as handle:
+                handle.write(START_MAP)
+            self.write_inventory("hosts.yml")
 
     def dir(self, name, kind="placement"):
         return os.path.join(self.root, name, kind)
@@ -82,12 +85,21 @@ class Fleet(object):
                 assert runners == ([expect[dag_id]] if expect[dag_id] else []), (dag_id, runners)
 
 
-@pytest.fixture
-def fleet(tmp_path):
-    fleet = Fleet(str(tmp_path))
-    first = run_playbook("site.yml", fleet.inventory)
+def _set_up(root):
+    first = run_playbook("site.yml", Fleet(root).inventory)
     assert first.rc == 0, first
-    return fleet
+
+
+@pytest.fixture(scope="module")
+def set_up_fleet(tmp_path_factory):
+    return lab.SetUpOnce(tmp_path_factory, "fleet", _set_up)
+
+
+@pytest.fixture
+def fleet(set_up_fleet):
+    """The three installations right after their first site.yml (run once per module, copied back for each test)."""
+    set_up_fleet.fresh()
+    return Fleet(set_up_fleet.root, write=False)
 
 
 def test_site_publishes_map_and_guard_idempotently(fleet):

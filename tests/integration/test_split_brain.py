@@ -36,6 +36,7 @@ import time
 import pytest
 import yaml
 
+import failback_testlib as lab
 from ansible_collections.failback.airflow.plugins.module_utils import fleet_lock, placement
 from failback_ansible import run_playbook, start_playbook
 
@@ -57,13 +58,15 @@ def instants(maps, dag):
 
 
 class Fleet(object):
-    def __init__(self, root):
+    def __init__(self, root, write=True):
         self.root = root
         self._cache = {}
         self.map_src = os.path.join(root, "placement.yml")
-        with open(self.map_src, "w") as handle:
-            handle.write(START_MAP)
-        self.inventory = self.write_inventory("hosts.yml")
+        self.inventory = os.path.join(root, "hosts.yml")
+        if write:
+            with open(self.map_src, "w") as handle:
+                handle.write(START_MAP)
+            self.write_inventory("hosts.yml")
 
     def dir(self, name):
         return os.path.join(self.root, name, "placement")
@@ -173,11 +176,22 @@ class Watcher(threading.Thread):
         assert not self.backwards, "an installation went back in generation: %s" % self.backwards[:5]
 
 
-@pytest.fixture
-def fleet(tmp_path):
-    fleet = Fleet(str(tmp_path))
-    first = run_playbook("publish.yml", fleet.inventory)
+def _set_up(root):
+    first = run_playbook("publish.yml", Fleet(root).inventory)
     assert first.rc == 0, first
+
+
+@pytest.fixture(scope="module")
+def set_up_fleet(tmp_path_factory):
+    return lab.SetUpOnce(tmp_path_factory, "fleet", _set_up)
+
+
+@pytest.fixture
+def fleet(set_up_fleet):
+    """The three installations right after their first publish.yml (run once per module, copied back for each
+    test), watched from the start."""
+    set_up_fleet.fresh()
+    fleet = Fleet(set_up_fleet.root, write=False)
     watcher = Watcher(fleet)
     watcher.start()
     fleet.watcher = watcher

@@ -20,6 +20,7 @@ import zlib
 import pytest
 import yaml
 
+import failback_testlib as lab
 from failback_ansible import run_playbook
 
 NAMES = ("server-1", "server-2", "server-3")
@@ -55,15 +56,24 @@ def snapshot(root):
     return digest
 
 
-@pytest.fixture
-def fleet(tmp_path):
-    root = str(tmp_path)
+def _set_up(root):
     with open(os.path.join(root, "placement.yml"), "w") as handle:
         handle.write(START_MAP)
     inventory = write_inventory(root, "hosts.yml")
     first = run_playbook("site.yml", inventory)
     assert first.rc == 0, first
     return root, inventory
+
+
+@pytest.fixture(scope="module")
+def set_up_fleet(tmp_path_factory):
+    return lab.SetUpOnce(tmp_path_factory, "fleet", _set_up)
+
+
+@pytest.fixture
+def fleet(set_up_fleet):
+    """The fleet right after its first site.yml (run once per module, copied back for each test)."""
+    return set_up_fleet.fresh()
 
 
 def report(root):
