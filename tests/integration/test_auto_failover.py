@@ -33,17 +33,26 @@ NAMES = ("server-1", "server-2")
 def fleet(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("auto"))
     airflows = dict((name, LocalAirflow(root, name, dags={DAG_ID + ".py": DAG})) for name in NAMES)
-    map_src = os.path.join(root, "placement.yml")
+    # Laid out as a team's inventory is (inventories/example): hosts.yml, group_vars/ and host_vars/ beside it and
+    # the controller's map at its default place next to them. ansible-rulebook runs the failover with a copy of
+    # the inventory in a temporary directory: the watcher must carry group_vars and host_vars into it and name
+    # the real map.
+    inventory_dir = os.path.join(root, "inventory")
+    for sub in ("group_vars", "host_vars"):
+        os.makedirs(os.path.join(inventory_dir, sub))
+    map_src = os.path.join(inventory_dir, "placement.yml")
     with open(map_src, "w") as handle:
         handle.write("%s: server-1\n" % DAG_ID)
-    hosts = dict((name, {"airflow_placement_dir": a.placement_dir, "airflow_placement_guard_dir": os.path.join(a.home, "config"),
-                         "airflow_installation_api": {"url": a.url, "username": a.username, "password_file": a.passwords_file}})
-                 for name, a in airflows.items())
-    inventory = os.path.join(root, "hosts.yml")
+    for name, a in airflows.items():
+        with open(os.path.join(inventory_dir, "host_vars", name + ".yml"), "w") as handle:
+            yaml.safe_dump({"airflow_placement_dir": a.placement_dir, "airflow_placement_guard_dir": os.path.join(a.home, "config"),
+                            "airflow_installation_api": {"url": a.url, "username": a.username, "password_file": a.passwords_file}},
+                           handle)
+    with open(os.path.join(inventory_dir, "group_vars", "airflow_installations.yml"), "w") as handle:
+        yaml.safe_dump({"ansible_connection": "local", "ansible_python_interpreter": os.path.join(BIN, "python")}, handle)
+    inventory = os.path.join(inventory_dir, "hosts.yml")
     with open(inventory, "w") as handle:
-        yaml.safe_dump({"all": {"children": {"airflow_installations": {"hosts": hosts, "vars": {
-            "ansible_connection": "local", "ansible_python_interpreter": os.path.join(BIN, "python"),
-            "airflow_placement_map_src": map_src}}}}}, handle)
+        yaml.safe_dump({"all": {"children": {"airflow_installations": {"hosts": dict((name, None) for name in NAMES)}}}}, handle)
     for airflow in airflows.values():
         airflow.start()
     yield root, airflows, inventory, map_src
@@ -79,7 +88,7 @@ def _wait(predicate, timeout, what, proc):
 def test_the_watcher_fails_over_a_dead_owner_once_and_never_back(fleet):
     root, airflows, inventory, map_src = fleet
     assert run_playbook("site.yml", inventory).rc == 0
-    state_path = os.path.join(root, "fleet-watch.json")
+    state_path = os.path.join(os.path.dirname(map_src), "fleet-watch.json")
     # The role writes the config and the systemd unit (no Java or virtualenv to install here, no systemd
     # to start it): the test runs the unit's own command line, with the unit's environment.
     setup = run_playbook("watch.yml", inventory, {
@@ -101,6 +110,10 @@ def test_the_watcher_fails_over_a_dead_owner_once_and_never_back(fleet):
             elif line.startswith("ExecStart="):
                 command = line[len("ExecStart="):].split()
     env["ANSIBLE_CONFIG"] = os.path.join(REPO, "ansible.cfg")
+    links = command[command.index("--inventory") + 1]
+    assert links == os.path.join(root, "watch", "inventory") and dict(
+        (name, os.readlink(os.path.join(links, name))) for name in sorted(os.listdir(links))) == dict(
+        (name, os.path.join(os.path.dirname(inventory), name)) for name in ("group_vars", "host_vars", "hosts.yml"))
     again = run_playbook("watch.yml", inventory, {
         "airflow_watcher_pairs": {"server-1": "server-2"}, "airflow_watcher_interval": 1, "airflow_watcher_probes": 3,
         "airflow_watcher_window": 3, "airflow_watcher_timeout": 3, "airflow_watcher_dir": os.path.join(root, "watch"),

@@ -8,7 +8,8 @@ which needs no login) and the controller's placement map, asks the rules of
 ``plugins/module_utils/auto_failover.py`` and puts one event per decision on the queue::
 
     {"failback_watch": {"action": "failover" | "hold", "from": "cluster-1", "to": "server-1",
-                        "since": "2026-12-06T02:00:10Z" or "", "reasons": [...], "why": "...", "at": "..."}}
+                        "since": "2026-12-06T02:00:10Z" or "", "reasons": [...], "why": "...", "at": "...",
+                        "map": the controller's placement map (absolute)}}
 
 The rulebook ``failback.airflow.auto_failover`` runs ``failover.yml`` (forced, with catch-up since
 the last healthy reading) for a ``failover`` event; ``hold`` events say why a down owner was not
@@ -147,6 +148,9 @@ async def main(queue, args):
             event = dict((k, v) for k, v in decision.items() if k != "at_epoch")
             if config.get("catchup_since", "last_healthy") == "none" or event.get("since") is None:
                 event["since"] = ""
+            # ansible-rulebook runs the playbook with a copy of the inventory in a temporary directory, where
+            # the map's default path (next to the inventory) is not the controller's map: name it
+            event["map"] = os.path.abspath(config["map"])
             await queue.put({"failback_watch": event})
         state = decider.state()
         state.update(armed=sorted("%s -> %s" % pair for pair in config["pairs"].items()), updated_at=started,
