@@ -17,25 +17,31 @@ INVENTORY     ?= inventories/local/hosts.yml
 # The local fleet's DAG bundle (inventories/local/group_vars/airflow_installations.yml).
 LOCAL_DAG_REPO := /opt/failback-airflow/git/dags.git
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+# apt-get for a missing system package, one at a time (make test runs its checks two at a time, and
+# tests/setup-host.sh takes the same lock).
+APT_LOCK      := /tmp/failback-apt.lock
+APT_INSTALL   := flock $(APT_LOCK) sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$$@" >/dev/null' apt-install
 export PATH := $(BIN):$(PATH)
 
 MOLECULE_SCENARIOS ?= podman,docker+drills kubernetes
-# make test: the integration tests, then the Podman scenario, in one lane; the drills (which mostly
-# wait for scheduled intervals), then the Docker scenario, in the other (tests/molecule.sh).
-TEST_LANES ?= make:integration-tests,podman+drills,docker kubernetes
+# make test, after what everything needs is in place: two lanes side by side (tests/molecule.sh).
+# The drills mostly wait for their DAGs' scheduled intervals (wall-clock time), so they start first,
+# alone in their lane; the other runs the checks (lint, sanity, unit, real-Airflow), the integration
+# tests and the Podman and Docker scenarios one after the other.
+TEST_LANES ?= make:checks,make:integration-tests,podman,docker+drills kubernetes
 
-.PHONY: help setup host-setup java site test lint sanity unit test-airflow integration integration-tests molecule bench changelog clean
+.PHONY: help setup host-setup java site test checks lint sanity unit test-airflow integration integration-tests molecule bench changelog clean
 
 help:
 	@echo "make site   - set up, then run playbooks/site.yml on $(INVENTORY)"
-	@echo "make test   - set up, then lint, sanity, unit, real-Airflow and integration tests"
+	@echo "make test   - set up, then every check: lint, sanity, unit, real-Airflow, integration, Molecule and the drills"
 	@echo "make bench  - guard overhead and map move benchmarks"
 
 # A fresh Debian/Ubuntu has python3 without venv: install python3-venv first (as root).
 $(VENV)/.stamp: requirements.txt requirements-test.txt
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
 		echo "[setup] $(PYTHON) cannot create virtualenvs: installing python3-venv"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null; }
+		$(APT_INSTALL) python3-venv; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -qq --upgrade pip
 	$(BIN)/pip install -qq -r requirements.txt -r requirements-test.txt
@@ -70,8 +76,14 @@ site: setup
 		stage=$$SECONDS; $(BIN)/ansible-playbook -i $(INVENTORY) playbooks/site.yml; \
 		echo "[make site] installations ready in $$((SECONDS - stage)) s; done in $$((SECONDS - start)) s"
 
-test: lint sanity unit test-airflow host-setup java
+# What every lane needs, two at a time (pip is single-threaded; each target's output is printed whole
+# when it ends), then the lanes. A failing check fails make test once both lanes have ended.
+test:
+	$(MAKE) --no-print-directory -j2 --output-sync=target setup $(VENV_AIRFLOW)/.stamp $(VENV_SANITY)/.stamp host-setup java
 	bash tests/molecule.sh $(TEST_LANES)
+
+# The checks without containers, one after the other (a lane of make test).
+checks: lint sanity unit test-airflow
 
 lint: setup
 	$(BIN)/yamllint --strict .
@@ -84,7 +96,7 @@ lint: setup
 # that host is unreachable, tests/sanity/get_pip.py stands in for it (ensurepip + pip install).
 ANSIBLE_TEST_PIP := 24.2
 sanity: setup $(VENV_SANITY)/.stamp
-	command -v shellcheck >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null)
+	command -v shellcheck >/dev/null || $(APT_INSTALL) shellcheck
 	mkdir -p $(HOME)/.ansible/test/cache
 	test -e $(HOME)/.ansible/test/cache/get_pip_$(subst .,_,$(ANSIBLE_TEST_PIP)).py || \
 		cp tests/sanity/get_pip.py $(HOME)/.ansible/test/cache/get_pip_$(subst .,_,$(ANSIBLE_TEST_PIP)).py
@@ -103,7 +115,7 @@ unit: setup
 
 # The Git DAG bundle tests serve a repository with git daemon (Debian's git).
 test-airflow: setup $(VENV_AIRFLOW)/.stamp
-	command -v git >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq git >/dev/null)
+	command -v git >/dev/null || $(APT_INSTALL) git
 	$(AIRFLOW_BIN)/python $(PYTEST) --durations=10 tests/airflow
 
 integration: setup host-setup java $(VENV_AIRFLOW)/.stamp
@@ -115,7 +127,7 @@ integration-tests:
 
 # ansible-rulebook (the automatic failover's test) runs its rules on Debian's OpenJDK 17.
 java:
-	command -v java >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless >/dev/null)
+	command -v java >/dev/null || $(APT_INSTALL) openjdk-17-jre-headless
 
 # System packages (podman, docker.io, debootstrap...) and locally built test images.
 host-setup: setup

@@ -3,7 +3,7 @@
 # and, in a lane, a make target (`make:integration-tests`), as `make test` does.
 #
 #   tests/molecule.sh podman,docker+drills kubernetes
-#   tests/molecule.sh make:integration-tests,podman+drills,docker kubernetes
+#   tests/molecule.sh make:checks,make:integration-tests,podman,docker+drills kubernetes
 #
 # Each argument is one step, run after the previous one ended. A step written `a+b` runs the
 # lanes a and b at the same time: every line they print carries the scenario's name, and the
@@ -16,8 +16,8 @@
 # /opt/failback-molecule-docker, project molecule-server-docker, Docker's engine). All build the
 # local images first; build.sh serialises that with a lock. The integration tests share nothing
 # with them either (their installations live in temporary directories, on ports they choose free,
-# in projects of their own), so `make test` runs them before the Podman scenario while the drills
-# and then the Docker scenario run in the other lane.
+# in projects of their own), so `make test` runs the checks, the integration tests and the Podman
+# and Docker scenarios in one lane while the drills run in the other from the start.
 #
 # The kubernetes scenario needs a real cluster: without KUBECONFIG it is reported as skipped,
 # never as passed.

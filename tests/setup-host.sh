@@ -61,8 +61,9 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
     log "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # one apt-get at a time: make test runs this beside its other checks, which may install a package too
+    flock /tmp/failback-apt.lock sh -c 'apt-get update -qq && apt-get install -y -qq --no-install-recommends "$@" >/dev/null' \
+        apt-install "${missing[@]}"
 fi
 
 if [[ "$engines" == *docker* ]]; then
