@@ -21,6 +21,7 @@ Pure functions over plain data, plus the REST calls (:class:`RunsClient`); no An
 from __future__ import annotations
 
 import datetime
+import time
 
 try:
     from urllib.parse import quote
@@ -207,6 +208,25 @@ def catchup_plan(described, pmap, installation, executed_elsewhere=(), old_owner
         else:
             rerun.append(entry)
     return rerun, left
+
+
+def read_settled(read, installation, timeout, sleep=time.sleep, clock=time.monotonic):
+    """``read()`` -> ``(described, truncated)`` (see read_runs), read again every 3 s for at most *timeout* s while a
+    run that *installation* owns now is not over and its guard stopped it or has not decided yet.
+
+    A task of the new owner that started before the grant reached it is stopped under the map before and its run
+    ends, skipped, moments later: the catch-up must re-run it then, not leave it as "still running" (nobody would run
+    it). Returns ``(described, truncated, seconds waited, the runs still not over)``.
+    """
+    began = clock()
+    while True:
+        described, truncated = read()
+        waiting = [run for run in described if run.get("owner") == installation
+                   and run["state"] in UNFINISHED_RUN_STATES and run["status"] in (STOPPED, SPLIT, UNDECIDED)]
+        waited = clock() - began
+        if not waiting or waited >= timeout:
+            return described, truncated, waited, waiting
+        sleep(min(3.0, max(0.0, timeout - waited)))
 
 
 #: Options of the modules that read runs around a handover (documented in the failback.airflow.runs doc fragment).

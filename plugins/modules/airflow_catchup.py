@@ -40,6 +40,14 @@ options:
     description: Note set on every re-run DAG run (what Airflow's UI shows next to the run).
     type: str
     default: Re-run here by failback.airflow after a failover - nobody ran it before.
+  settle:
+    description:
+      - Seconds to wait, at most, for runs of the gained DAGs that are owned here, not over yet, and whose guard
+        stopped them or has not decided yet. A task that started before the new map reached this installation is
+        stopped under the map before and its run ends moments later; it is re-run once it has ended. Runs still not
+        over after O(settle) are listed in RV(left). Not waited for in check mode.
+    type: int
+    default: 120
 extends_documentation_fragment:
   - failback.airflow.api
   - failback.airflow.api.login
@@ -112,6 +120,11 @@ truncated:
   returned: always
   type: list
   elements: str
+waited:
+  description: Seconds waited for runs stopped here that were not over yet (see O(settle)).
+  returned: always
+  type: float
+  sample: 4.2
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -126,6 +139,7 @@ def main():
             executed_elsewhere=dict(type="list", elements="str", default=[]),
             old_owner_asked=dict(type="bool", default=False),
             note=dict(type="str", default="Re-run here by failback.airflow after a failover - nobody ran it before."),
+            settle=dict(type="int", default=120),
         )
     )
     params = module.params
@@ -133,7 +147,11 @@ def main():
         client = connect(params, catchup.RunsClient)
         client.login_with(params)
         pmap, dags, missing = catchup.select(client, params)
-        described, truncated = catchup.read_runs(client, dags, pmap, params["lookback"], params["limit"])
+        if params["settle"] < 0:
+            raise ValueError("settle is %d: give 0 or more seconds" % params["settle"])
+        described, truncated, waited, _waiting = catchup.read_settled(
+            lambda: catchup.read_runs(client, dags, pmap, params["lookback"], params["limit"]), params["installation"],
+            0 if module.check_mode else params["settle"])
         rerun, left = catchup.catchup_plan(described, pmap, params["installation"], params["executed_elsewhere"],
                                            params["old_owner_asked"])
         if not module.check_mode:
@@ -142,7 +160,8 @@ def main():
                 client.note_run(run["dag_id"], run["run_id"], params["note"])
     except (airflow_api.AirflowApiError, placement.PlacementError, ValueError) as exc:
         module.fail_json(msg="%s: %s" % (airflow_api.where(params), exc))
-    module.exit_json(changed=bool(rerun), rerun=rerun, left=left, dags=dags, missing=missing, truncated=truncated)
+    module.exit_json(changed=bool(rerun), rerun=rerun, left=left, dags=dags, missing=missing, truncated=truncated,
+                     waited=round(waited, 1))
 
 
 if __name__ == "__main__":

@@ -100,6 +100,67 @@ def test_the_new_owner_reruns_only_what_nobody_ran():
     assert [r["run_after"] for r in left] == ["2026-12-01T10:00:40Z", "2026-12-01T10:00:50Z"]
 
 
+class Clock(object):
+    def __init__(self):
+        self.now, self.slept = 0.0, []
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_the_catchup_waits_for_a_run_stopped_under_the_map_before_to_end_then_reruns_it():
+    """A task of the new owner started before the grant reached it: its guard stopped it under the map before, and its
+    run is still "running" when the catch-up reads. Read once, it would be left ("still running") and nobody would
+    run it; the catch-up reads again until the run has ended, then re-runs it."""
+    due = "2026-12-01T10:00:10Z"
+    reads = iter([
+        ([run(due, "running")], [ti(due, "skipped")]),   # the guard stopped it; the scheduler has not ended the run
+        ([run(due, "running")], [ti(due, "skipped")]),
+        ([run(due, "success")], [ti(due, "skipped")]),   # the run is over: skipped
+    ])
+
+    def read():
+        runs, tis = next(reads)
+        return catchup.classify_runs(runs, tis, records((due, catchup.SKIP_KEY, "t")), MAP, NOW), []
+
+    clock = Clock()
+    described, _truncated, waited, waiting = catchup.read_settled(read, "server-2", 120, clock.sleep, clock)
+    assert waiting == [] and waited == 6.0 and clock.slept == [3.0, 3.0]
+    rerun, left = catchup.catchup_plan(described, MAP, "server-2")
+    assert [r["run_after"] for r in rerun] == [due] and left == []
+
+
+@pytest.mark.parametrize("state,tis,recs", [
+    ("running", [ti("2026-12-01T10:00:10Z", "running", start="2026-12-01T11:59:50Z")], []),  # not decided yet
+    ("running", [ti("2026-12-01T10:00:10Z", "skipped")], [("2026-12-01T10:00:10Z", catchup.SKIP_KEY, "t")]),
+])
+def test_the_catchup_stops_waiting_after_settle_and_lists_what_is_not_over(state, tis, recs):
+    due = "2026-12-01T10:00:10Z"
+
+    def read():
+        return catchup.classify_runs([run(due, state)], tis, records(*recs), MAP, NOW), []
+
+    clock = Clock()
+    _described, _truncated, waited, waiting = catchup.read_settled(read, "server-2", 10, clock.sleep, clock)
+    assert waited == 10.0 and clock.slept == [3.0, 3.0, 3.0, 1.0] and [r["run_after"] for r in waiting] == [due]
+
+
+def test_the_catchup_does_not_wait_for_runs_it_does_not_own_or_that_ran():
+    runs = [run("2026-12-01T09:59:40Z", "running"),   # server-1's (due before the handover)
+            run("2026-12-01T10:00:20Z", "running"),   # executed here: a run of the owner, not a stopped one
+            run("2026-12-01T10:00:40Z", "queued")]    # not started: its guard will decide with the map it has now
+    tis = [ti("2026-12-01T09:59:40Z", "skipped"), ti("2026-12-01T10:00:20Z", "running", start="2026-12-01T11:00:00Z")]
+    described = catchup.classify_runs(runs, tis, records(("2026-12-01T09:59:40Z", catchup.SKIP_KEY, "t")), MAP, NOW)
+    clock = Clock()
+    _described, _truncated, waited, waiting = catchup.read_settled(lambda: (described, []), "server-2", 120,
+                                                                   clock.sleep, clock)
+    assert waited == 0 and waiting == [] and clock.slept == []
+
+
 def test_a_run_split_between_installations_is_left_for_a_person():
     tis = [ti("2026-12-01T10:00:10Z", "success", "a"), ti("2026-12-01T10:00:10Z", "skipped", "b")]
     recs = records(("2026-12-01T10:00:10Z", catchup.RUN_KEY, "a"), ("2026-12-01T10:00:10Z", catchup.SKIP_KEY, "b"))
