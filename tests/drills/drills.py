@@ -4,11 +4,13 @@ The DAGs of tests/drills/dags/failback_drills.py append a line to a ledger outsi
 database when a task completes.  Each drill does something to the fleet - a planned switchover and
 failback with runs in flight, a switchover while a task is deferred, an old owner stopped and a
 forced failover with catch-up, an old owner killed in the middle of a task, a failover killed after
-it changed the controller's map and run again, and a server <-> cluster switchover and failback and
-a cluster whose Airflow stops, failed over forced with catch-up; then, with the fleet on the lease
-(airflow_placement_source s3, class Authority), an owner partitioned while it runs, a failover
-killed -9 during its lease wait and a short authority outage - and then every scheduled interval
-of the drill's window must be in the ledgers exactly once.  A drill table is printed at the end; the
+it changed the controller's map and run again, a server <-> cluster switchover and failback, a
+cluster whose Airflow stops, failed over forced with catch-up, and the automatic watcher (class
+Watcher, default settings) failing over an owner whose containers are killed, which then flaps;
+then, with the fleet on the lease (airflow_placement_source s3, class Authority), an owner
+partitioned while it runs, a failover killed -9 during its lease wait and authority outages of 15 s
+and of twice the lease - and then every scheduled interval of the drill's window must be in the
+ledgers exactly once.  A drill table is printed at the end; the
 exit code is 1 when any interval ran twice or never (or a step failed).
 
     drills.py CONFIG.json [--only NAME ...]   (a lease drill alone runs lease_switch first)
@@ -26,6 +28,7 @@ import argparse
 import datetime
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -41,7 +44,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import failback_testlib as lab  # noqa: E402  (tests/failback_testlib.py: wait_port, stop_process)
 
 UTC = datetime.timezone.utc
-PERIODS = {"failback_drill_quick": 20, "failback_drill_slow": 60, "failback_drill_deferred": 60}
+PERIODS = {"failback_drill_quick": 20, "failback_drill_slow": 60, "failback_drill_deferred": 60,
+           "failback_drill_patient": 30}
 SETTLE_TIMEOUT = 300
 PLAYBOOK_TIMEOUT = 900
 # The lease drills: moto's S3 on 127.0.0.1:AUTHORITY_PORT is the fleet's authority
@@ -54,6 +58,10 @@ LEASE = {"refresh": 5, "lease": 40, "clock_margin": 2}
 #: confirmation was before the cut, so its lease ended at most LEASE after it, plus a quick task's length
 #: on a loaded machine (the guard decides before the task records).
 FAIL_CLOSED_WITHIN = LEASE["lease"] + 20
+#: The watcher's default reading interval and window (plugins/module_utils/auto_failover.py DEFAULTS).
+WATCHER_INTERVAL, WATCHER_WINDOW = 10, 30
+#: The long authority outage: twice the lease, within what the patient DAG's retries (4 x 20 s) ride out.
+LONG_OUTAGE = 2 * LEASE["lease"]
 
 
 def now():
@@ -141,12 +149,12 @@ class Fleet(object):
         raise DrillFailed("%s is not healthy after %d s; last answer: %s" % (name, timeout, last))
 
     # ------------------------------------------------------------------ the fleet from outside
-    def playbook(self, name, extra=None, timeout=PLAYBOOK_TIMEOUT, kill_when=None, inventories=()):
+    def playbook(self, name, extra=None, timeout=PLAYBOOK_TIMEOUT, kill_when=None, inventories=(), vars_files=()):
         argv = [self.config["ansible_playbook"], "-i", self.config["inventory"]]
         for inventory in inventories:
             argv += ["-i", inventory]
         argv.append(os.path.join(self.config["repo"], "playbooks", name))
-        for path in self.vars_files:
+        for path in self.vars_files + list(vars_files):
             argv += ["-e", "@" + path]
         for key, value in sorted((extra or {}).items()):
             argv += ["-e", "%s=%s" % (key, value)]
@@ -315,6 +323,27 @@ class Fleet(object):
                 handle.write(summary + "\n" + details + "\n")
         return summary, details
 
+    def explain(self, dag_id, due):
+        """What each installation's Airflow says about the run of *dag_id* due at *due* (a run the ledger misses or
+        holds twice): its runs with that due time and their task instances' states and tries."""
+        lines = []
+        window = "run_after_gte=%s&run_after_lte=%s" % (
+            iso(due - datetime.timedelta(seconds=1)).replace(":", "%3A"), iso(due + datetime.timedelta(seconds=1)).replace(":", "%3A"))
+        for name in sorted(self.installations):
+            try:
+                runs = self.api(name, "GET", "/dags/%s/dagRuns?%s" % (dag_id, window))["dag_runs"]
+                shown = []
+                for run in runs:
+                    tis = self.api(name, "GET", "/dags/%s/dagRuns/%s/taskInstances" % (dag_id, run["dag_run_id"]))
+                    shown.append("%s %s (%s..%s) [%s]" % (run["dag_run_id"], run["state"], run.get("start_date"),
+                                                          run.get("end_date"), ", ".join(
+                        "%s try %s %s..%s" % (ti["state"], ti.get("try_number"), ti.get("start_date"), ti.get("end_date"))
+                        for ti in tis["task_instances"])))
+                lines.append("%s: %s" % (name, " | ".join(shown) or "no run"))
+            except Exception as exc:  # pylint: disable=broad-except
+                lines.append("%s: not readable (%s)" % (name, exc))
+        return "\n".join(lines)
+
     def fenced(self, name):
         return os.path.exists(os.path.join(self.installations[name]["dir"], "placement", "fence"))
 
@@ -443,6 +472,114 @@ class Authority(object):
         self.log.close()
 
 
+class Watcher(object):
+    """The opt-in automatic failover as the airflow_watcher role sets it up, with the role's default settings.
+
+    watch.yml writes the watcher's config and systemd unit (nothing installed: ansible-rulebook is in the
+    controller's virtualenv, Java is Debian's); there is no systemd here, so the unit's own command line runs,
+    with the unit's environment, until :meth:`stop`.
+    """
+
+    def __init__(self, fleet, pairs):
+        self.fleet = fleet
+        work = os.path.join(fleet.config["log_dir"], "watch")
+        os.makedirs(work, exist_ok=True)
+        servers = dict((n, i) for n, i in fleet.installations.items() if i.get("kind") != "cluster")
+        settings = os.path.join(work, "settings.json")
+        with open(settings, "w") as handle:
+            json.dump({"airflow_watcher_pairs": pairs, "airflow_watcher_dir": work, "airflow_watcher_unit_dir": work,
+                       "airflow_watcher_venv": os.path.dirname(os.path.dirname(fleet.config["ansible_playbook"])),
+                       "airflow_watcher_install": False, "airflow_watcher_service": False,
+                       "airflow_watcher_health_urls": dict(
+                           (n, "http://127.0.0.1:%d/api/v2/monitor/health" % i["port"]) for n, i in servers.items())},
+                      handle)
+        rc, output, _killed = fleet.playbook("watch.yml", vars_files=[settings])
+        if rc != 0:
+            raise DrillFailed("watch.yml ended %s:\n%s" % (rc, output[-6000:]))
+        with open(os.path.join(work, "watch.json")) as handle:
+            self.state_path = json.load(handle)["state"]
+        env, command = dict(os.environ, ANSIBLE_CONFIG=os.path.join(fleet.config["repo"], "ansible.cfg")), None
+        with open(os.path.join(work, "failback-watch.service")) as handle:
+            for line in handle:
+                if line.startswith("Environment="):
+                    key, value = line[len("Environment="):].rstrip("\n").split("=", 1)
+                    env[key] = value
+                elif line.startswith("ExecStart="):
+                    command = line[len("ExecStart="):].split()
+        if os.path.exists(self.state_path):
+            os.unlink(self.state_path)  # a watcher of an earlier run of the drills
+        self.log_path = os.path.join(work, "rulebook.log")
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(command, cwd=work, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        log("watcher started (ansible-rulebook, pid %d): %s" % (self.proc.pid, " ".join(command[-6:])))
+
+    def state(self):
+        try:
+            with open(self.state_path) as handle:
+                return json.load(handle)
+        except (OSError, ValueError):
+            return {}
+
+    def failovers(self):
+        return [d for d in self.state().get("decisions") or [] if d.get("action") == "failover"]
+
+    def wait(self, predicate, timeout, what):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate(self.state()):
+                return
+            if self.proc.poll() is not None:
+                raise DrillFailed("the watcher stopped (%s): %s" % (self.proc.returncode, open(self.log_path).read()[-4000:]))
+            time.sleep(1)
+        raise DrillFailed("%s: not within %d s (watcher state: %s)" % (what, timeout, json.dumps(self.state())[-2000:]))
+
+    def wait_playbooks(self, timeout):
+        """Wait until no ansible-playbook the rulebook started runs any more."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            running = []
+            for pid in os.listdir("/proc"):
+                try:
+                    with open("/proc/%s/stat" % pid) as handle:
+                        session = int(handle.read().rsplit(")", 1)[1].split()[3])
+                    with open("/proc/%s/cmdline" % pid, "rb") as handle:
+                        cmdline = handle.read()
+                except (OSError, ValueError, IndexError):
+                    continue
+                if session == self.proc.pid and b"ansible-playbook" in cmdline:
+                    running.append(pid)
+            if not running:
+                return
+            time.sleep(2)
+        raise DrillFailed("the watcher's failover.yml still runs after %d s" % timeout)
+
+    def summary(self, timeout=20):
+        """The failover's summary (its "moved N: ..." message) from the rulebook's log, on one line (ansible-rulebook
+        writes a playbook's output when it has ended: waited for, at most *timeout* s)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.log.flush()
+            with open(self.log_path, errors="replace") as handle:
+                lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in handle]
+            starts = [i for i, line in enumerate(lines) if line.startswith("msg: 'moved ")]
+            if starts or time.monotonic() >= deadline:
+                break
+            time.sleep(1)
+        if not starts:
+            return "(no summary in %s)" % self.log_path
+        said = []
+        for line in lines[starts[-1]:]:
+            if not line or line.startswith(("TASK ", "PLAY ", "ok:", "changed:")):
+                break
+            said.append(line)
+        return " ".join(said)
+
+    def stop(self):
+        lab.stop_process(self.proc, timeout=15)
+        self.log.close()
+
+
 class Drills(object):
     def __init__(self, fleet):
         self.fleet = fleet
@@ -459,6 +596,9 @@ class Drills(object):
             for c in counts.values():
                 for name in c:
                     where[name] = where.get(name, 0) + 1
+            for due in never + [t.split(" ")[0] for t in twice]:
+                log("%s %s due %s ran %s; the installations say:\n%s" % (
+                    drill, dag_id, due, "never" if due in never else "twice", self.fleet.explain(dag_id, parse(due))))
             self.rows.append(dict(drill=drill, dag=dag_id.replace("failback_drill_", ""), window="%s..%s" % (
                 first.strftime("%H:%M:%S"), last.strftime("%H:%M:%S")), intervals=len(counts), once=once,
                 twice=twice, never=never, where=where, note=note))
@@ -583,6 +723,82 @@ class Drills(object):
                     first, last, "since %s; nothing ran on the cluster after" % stop_at.strftime("%H:%M:%S"))
 
     # 8 -------------------------------------------------------------------------------------------
+    def watcher_killed_owner(self):
+        """Automatic failover with the watcher's default settings (reads every 10 s, down after 3 failed
+        readings over 30 s, cooldown 1 h), the push model: server-1's containers are killed -9 between two
+        slow runs, the watcher fails everything server-1 owns over to server-2 with catch-up since its last
+        healthy reading. RTO: the kill -> the first task of a moved DAG on server-2. Then server-1 flaps:
+        it comes back (fenced, then published), a person fails the quick DAG back to it, and it goes down
+        again within the cooldown: the watcher holds (one automatic failover), and server-1, started again
+        by a person, runs the intervals it missed itself."""
+        f = self.fleet
+        with open(f.config["map"]) as handle:
+            from_map = yaml.safe_load(handle) or {}
+        moved = sorted(d for d in PERIODS if from_map.get(d) == "server-1")
+        if "failback_drill_quick" not in moved or "failback_drill_slow" not in moved:
+            raise DrillFailed("the watcher drill needs server-1 to own the quick and slow DAGs; the map: %s" % from_map)
+        watcher = Watcher(f, {"server-1": "server-2"})
+        try:
+            watcher.wait(lambda st: st.get("armed") == ["server-1 -> server-2"] and set(
+                (st.get("last_readings") or {}).values()) == {"healthy"}, 180, "the watcher reads both servers healthy")
+            first = now()
+            sleep_until(f.next_due("failback_drill_slow", now()) + datetime.timedelta(seconds=55),
+                        "after a slow run, before the next")
+            f.kill("server-1")
+            killed = now()
+            watcher.wait(lambda st: any(d.get("action") == "failover" for d in st.get("decisions") or []), 300,
+                         "the watcher decides to fail server-1 over")
+            decided = now()
+            deadline = time.monotonic() + 300
+            started = []
+            while not started and time.monotonic() < deadline:
+                started = sorted(parse(e["at"]) for e in f.ledger() if e["installation"] == "server-2"
+                                 and e["dag_id"] in moved and parse(e["at"]) >= killed)
+                time.sleep(2)
+            if not started:
+                raise DrillFailed("no moved DAG ran on server-2 within 300 s of the watcher's decision")
+            rto = (started[0] - killed).total_seconds()
+            watcher.wait_playbooks(PLAYBOOK_TIMEOUT)
+            log("the watcher's failover.yml said: %s" % watcher.summary())
+            decision = watcher.failovers()[0]
+            log("watcher: %s -> %s since %s, reasons %s; RTO %.0f s" % (
+                decision["from"], decision["to"], decision["since"], decision["reasons"], rto))
+            f.boot("server-1")
+            f.wait_healthy("server-1")
+            f.publish()
+            f.failover(**{"from": "server-2", "to": "server-1", "dags": "failback_drill_quick"})
+            watcher.wait(lambda st: (st.get("last_readings") or {}).get("server-1") == "healthy", 120,
+                         "the watcher reads server-1 healthy again")
+            sleep_until(f.next_due("failback_drill_quick", now()) + datetime.timedelta(seconds=8),
+                        "between two quick intervals")
+            down = time.time()  # before the stop: the watcher may read it failing while the containers stop
+            f.ctl("server-1", "stop")
+
+            # the watcher's rules call server-1 down once it has failed for `window` s over `probes` readings;
+            # a decision round after that has decided (a repeated hold is kept once, so the proof is that no
+            # second failover came and the map still gives the quick DAG to server-1)
+            def down_long_enough(st):
+                since = (st.get("failing_since") or {}).get("server-1")
+                return since is not None and since >= down - 1 and \
+                    st.get("updated_at", 0) - since >= WATCHER_WINDOW + WATCHER_INTERVAL
+
+            watcher.wait(down_long_enough, 180, "the watcher reads server-1 down again for longer than its window")
+            with open(f.config["map"]) as handle:
+                owner = (yaml.safe_load(handle) or {}).get("failback_drill_quick")
+            if len(watcher.failovers()) != 1 or owner != "server-1":
+                raise DrillFailed("server-1 went down again within the cooldown: failovers %s, the quick DAG's owner %s"
+                                  % (watcher.failovers(), owner))
+            held = [d for d in watcher.state().get("decisions") or [] if d.get("action") == "hold"]
+            f.ctl("server-1", "start")
+            f.wait_healthy("server-1")
+        finally:
+            watcher.stop()
+        last = now()
+        self.record("watcher: owner's containers killed -9, automatic failover; owner flaps within the cooldown",
+                    moved, first, last, "RTO %.0f s (decided %.0f s after the kill); server-1 down again within the cooldown: no second failover (%s)"
+                    % (rto, (decided - killed).total_seconds(), held[-1]["why"] if held else "no hold recorded"))
+
+    # 9 -------------------------------------------------------------------------------------------
     def lease_switch(self):
         """The fleet moves to the lease: site.yml with airflow_placement_source type s3 recreates every
         container with the guard's new settings (the bridge follows them); then a minute of quick intervals
@@ -609,7 +825,7 @@ class Drills(object):
         self.record("the fleet moved to the lease (site.yml)", ["failback_drill_quick"], first, now(),
                     "guards' requests to the bucket: %s" % ", ".join("%s %d" % kv for kv in sorted(asked.items())))
 
-    # 9 -------------------------------------------------------------------------------------------
+    # 10 ------------------------------------------------------------------------------------------
     def lease_partitioned_owner(self):
         """server-1 owns both DAGs, a slow task in flight, and is cut off from the controller and from the
         authority while it runs on. A forced failover waits for its lease and grants server-2; server-1
@@ -644,7 +860,7 @@ class Drills(object):
                     % (cut.strftime("%H:%M:%S"), waited,
                        "%.0f" % (max(quick_s1) - cut).total_seconds() if quick_s1 else "none", refused))
 
-    # 10 ------------------------------------------------------------------------------------------
+    # 11 ------------------------------------------------------------------------------------------
     def lease_killed_waiting(self):
         """A planned failover is killed -9 while it waits for the lease (the bucket holds its revoke stage:
         the moved DAG runs nowhere); the same command run again finishes the move and catches up."""
@@ -670,7 +886,7 @@ class Drills(object):
         last = now()
         self.record("failover killed -9 during its lease wait, run again", ["failback_drill_quick"], first, last)
 
-    # 11 ------------------------------------------------------------------------------------------
+    # 12 ------------------------------------------------------------------------------------------
     def lease_short_outage(self):
         """The authority is unreachable for 15 s (less than the lease) from every server, over a quick
         interval: nothing changes (every interval once, on its first try)."""
@@ -694,11 +910,49 @@ class Drills(object):
         if retried:
             raise DrillFailed("quick tasks needed a retry around the short outage: %s" % retried)
 
+    # 13 ------------------------------------------------------------------------------------------
+    def lease_long_outage(self):
+        """The authority is unreachable from every server for LONG_OUTAGE s, twice the lease: each server's guard
+        fails its tasks closed once its lease has run out, and decides again by itself when the authority
+        answers. The patient DAG's retries outlast the outage: every interval once, those due in the outage on
+        a later try; nothing completes on a server between the end of its lease and the end of the outage."""
+        f = self.fleet
+        a = f.authority
+        dag = "failback_drill_patient"
+        first = now()
+        sleep_until(f.next_due(dag, now()) - datetime.timedelta(seconds=5), "before a patient interval")
+        refused = dict(a.bridge.refused)
+        for name in a.servers:
+            a.bridge.cut(name)
+        cut = now()
+        sleep_until(cut + datetime.timedelta(seconds=LONG_OUTAGE), "the authority unreachable for %d s" % LONG_OUTAGE)
+        for name in a.servers:
+            a.bridge.heal(name)
+        healed = now()
+        tried = sum(a.bridge.refused.values()) - sum(refused.values())
+        last = healed + datetime.timedelta(seconds=20)
+        sleep_until(last, "an interval after the outage")
+        self.record("authority unreachable for %d s (lease %d s)" % (LONG_OUTAGE, LEASE["lease"]), [dag], first, last,
+                    "requests refused %d" % tried)
+        # the short tasks (the slow DAG's may have started before a lease ended and record 40 s later)
+        entries = [e for e in f.ledger() if e["installation"] in a.servers and e["dag_id"] in (dag, "failback_drill_quick")]
+        silent = [e for e in entries if cut + datetime.timedelta(seconds=FAIL_CLOSED_WITHIN) < parse(e["at"]) < healed]
+        if silent:
+            raise DrillFailed("tasks completed on a server %d s or more after the authority went away, before it came "
+                              "back: %s" % (FAIL_CLOSED_WITHIN, silent))
+        later = sorted(set(e["run_after"] for e in entries if e["dag_id"] == dag and e["try"] > 1
+                           and cut <= parse(e["run_after"]) <= healed))
+        if not later:
+            raise DrillFailed("no %s interval of the outage needed a later try: nothing failed closed" % dag)
+        self.rows[-1]["note"] += "; %d intervals of the outage ran on a later try, none ran %d-%d s after the cut" % (
+            len(later), FAIL_CLOSED_WITHIN, LONG_OUTAGE)
+
     ALL = ("switchover_and_failback", "deferred_in_flight", "stopped_then_forced", "killed_mid_task",
            "interrupted_then_rerun", "cluster_switchover_and_failback", "cluster_stopped_then_forced",
-           "lease_switch", "lease_partitioned_owner", "lease_killed_waiting", "lease_short_outage")
+           "watcher_killed_owner", "lease_switch", "lease_partitioned_owner", "lease_killed_waiting", "lease_short_outage",
+           "lease_long_outage")
     #: Drills that need the lease (lease_switch first: --only with one of them runs it first).
-    LEASE_DRILLS = ("lease_partitioned_owner", "lease_killed_waiting", "lease_short_outage")
+    LEASE_DRILLS = ("lease_partitioned_owner", "lease_killed_waiting", "lease_short_outage", "lease_long_outage")
 
     def table(self):
         header = "| drill | DAG | window | intervals | once | twice | never | ran on |"

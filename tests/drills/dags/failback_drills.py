@@ -55,6 +55,19 @@ def failback_drill_quick():
     work()
 
 
+# Retries for 80 s, as a team sets a DAG up to ride out a short loss of the fleet's authority: a guard
+# past its lease fails the task closed, and a later try runs it once the authority answers again (the
+# long authority outage drill). The other drill DAGs keep one quick retry.
+@dag(dag_id="failback_drill_patient", schedule=datetime.timedelta(seconds=30), max_active_runs=4, start_date=START,
+     catchup=True, default_args={"retries": 4, "retry_delay": datetime.timedelta(seconds=20)})
+def failback_drill_patient():
+    @task
+    def work(**context):
+        record(context)
+
+    work()
+
+
 @dag(dag_id="failback_drill_slow", schedule=datetime.timedelta(seconds=60), max_active_runs=1, **COMMON)
 def failback_drill_slow():
     @task
@@ -81,5 +94,6 @@ def failback_drill_deferred():
 
 
 failback_drill_quick()
+failback_drill_patient()
 failback_drill_slow()
 failback_drill_deferred()
