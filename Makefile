@@ -30,31 +30,34 @@ MOLECULE_SCENARIOS ?= podman,docker+drills kubernetes
 # tests and the Podman and Docker scenarios one after the other.
 TEST_LANES ?= make:checks,make:integration-tests,podman,docker+drills kubernetes
 
-.PHONY: help setup host-setup java site test checks lint sanity unit test-airflow integration integration-tests molecule bench changelog clean
+.PHONY: help venv-support setup host-setup java site test checks lint sanity unit test-airflow integration integration-tests molecule bench changelog clean
 
 help:
 	@echo "make site   - set up, then run playbooks/site.yml on $(INVENTORY)"
 	@echo "make test   - set up, then every check: lint, sanity, unit, real-Airflow, integration, Molecule and the drills"
 	@echo "make bench  - guard overhead and map move benchmarks"
 
-# A fresh Debian/Ubuntu has python3 without venv: install python3-venv first (as root).
-$(VENV)/.stamp: requirements.txt requirements-test.txt
+# A fresh Debian/Ubuntu has python3 without venv: install python3-venv first (as root). Every
+# virtualenv waits for this (they are made two at a time in make test).
+venv-support:
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
 		echo "[setup] $(PYTHON) cannot create virtualenvs: installing python3-venv"; \
 		$(APT_INSTALL) python3-venv; }
+
+$(VENV)/.stamp: requirements.txt requirements-test.txt | venv-support
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -qq --upgrade pip
 	$(BIN)/pip install -qq -r requirements.txt -r requirements-test.txt
 	touch $@
 
-$(VENV_AIRFLOW)/.stamp: tests/airflow/requirements.txt tests/airflow/constraints.txt
+$(VENV_AIRFLOW)/.stamp: tests/airflow/requirements.txt tests/airflow/constraints.txt | venv-support
 	$(PYTHON) -m venv $(VENV_AIRFLOW)
 	$(AIRFLOW_BIN)/pip install -qq --upgrade pip
 	$(AIRFLOW_BIN)/pip install -qq -r tests/airflow/requirements.txt -c tests/airflow/constraints.txt
 	touch $@
 
 # ansible-test sanity runs in its own virtualenv (it installs its pinned linters there).
-$(VENV_SANITY)/.stamp: requirements.txt
+$(VENV_SANITY)/.stamp: requirements.txt | venv-support
 	$(PYTHON) -m venv $(VENV_SANITY)
 	$(VENV_SANITY)/bin/pip install -qq "$$(grep '^ansible-core' requirements.txt)"
 	touch $@
