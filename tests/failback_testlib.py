@@ -9,6 +9,7 @@ import email.utils
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -93,6 +94,23 @@ class SetUpOnce(object):
         shutil.rmtree(self.root)
         shutil.copytree(self.golden, self.root, symlinks=True)
         return self.value
+
+
+def systemd_unit(path):
+    """A systemd unit's ``Environment=`` values and command lines, for running what it runs where there is no
+    systemd: ``(env, {"ExecStartPre": [argv, ...], "ExecStart": [argv, ...], ...})``, each in the unit's order."""
+    env, commands = {}, {}
+    with open(path) as handle:
+        for line in handle.read().splitlines():
+            key, sep, value = line.partition("=")
+            if not sep:
+                continue
+            if key == "Environment":
+                name, _sep, setting = value.partition("=")
+                env[name] = setting
+            elif key.startswith("Exec"):
+                commands.setdefault(key, []).append(shlex.split(value))
+    return env, commands
 
 
 def guard_files():

@@ -268,13 +268,10 @@ class Fleet(object):
             self.scale(name, 1)
             return
         env = dict(os.environ, **inst.get("env", {}))
-        with open("/etc/systemd/system/%s" % inst["unit"]) as handle:
-            lines = handle.read().splitlines()
-        for prefix in ("ExecStartPre=", "ExecStart="):
-            for line in lines:
-                if line.startswith(prefix):
-                    subprocess.run(shlex.split(line[len(prefix):]), env=env, check=True, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.STDOUT, timeout=900)
+        _unit_env, commands = lab.systemd_unit("/etc/systemd/system/%s" % inst["unit"])
+        for key in ("ExecStartPre", "ExecStart"):
+            for argv in commands.get(key, []):
+                subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=900)
         log("%s started as at boot (fenced)" % name)
 
     def diagnose(self):
@@ -298,13 +295,8 @@ class Fleet(object):
             for dag_id in sorted(PERIODS):
                 try:
                     dag = self.api(name, "GET", "/dags/%s" % dag_id)
-                    runs = self.api(name, "GET", "/dags/%s/dagRuns?order_by=-run_after&limit=4" % dag_id)["dag_runs"]
-                    shown = []
-                    for run in runs:
-                        tis = self.api(name, "GET", "/dags/%s/dagRuns/%s/taskInstances" % (dag_id, run["dag_run_id"]))
-                        shown.append("%s %s [%s]" % (run["dag_run_id"], run["state"], ", ".join(
-                            "%s try %s" % (ti["state"], ti.get("try_number")) for ti in tis["task_instances"])))
-                    lines.append("--- %s %s paused=%s: %s" % (name, dag_id, dag.get("is_paused"), " | ".join(shown)))
+                    shown = self.runs_text(name, dag_id, "order_by=-run_after&limit=4")
+                    lines.append("--- %s %s paused=%s: %s" % (name, dag_id, dag.get("is_paused"), shown))
                 except Exception as exc:  # pylint: disable=broad-except
                     lines.append("--- %s %s: not readable (%s)" % (name, dag_id, exc))
             if inst.get("kind") == "cluster":
@@ -331,18 +323,22 @@ class Fleet(object):
             iso(due - datetime.timedelta(seconds=1)).replace(":", "%3A"), iso(due + datetime.timedelta(seconds=1)).replace(":", "%3A"))
         for name in sorted(self.installations):
             try:
-                runs = self.api(name, "GET", "/dags/%s/dagRuns?%s" % (dag_id, window))["dag_runs"]
-                shown = []
-                for run in runs:
-                    tis = self.api(name, "GET", "/dags/%s/dagRuns/%s/taskInstances" % (dag_id, run["dag_run_id"]))
-                    shown.append("%s %s (%s..%s) [%s]" % (run["dag_run_id"], run["state"], run.get("start_date"),
-                                                          run.get("end_date"), ", ".join(
-                        "%s try %s %s..%s" % (ti["state"], ti.get("try_number"), ti.get("start_date"), ti.get("end_date"))
-                        for ti in tis["task_instances"])))
-                lines.append("%s: %s" % (name, " | ".join(shown) or "no run"))
+                lines.append("%s: %s" % (name, self.runs_text(name, dag_id, window)))
             except Exception as exc:  # pylint: disable=broad-except
                 lines.append("%s: not readable (%s)" % (name, exc))
         return "\n".join(lines)
+
+    def runs_text(self, name, dag_id, query):
+        """The runs of *dag_id* that Airflow's ``dagRuns?QUERY`` lists on installation *name*, with their task
+        instances' states, tries and times, on one line."""
+        shown = []
+        for run in self.api(name, "GET", "/dags/%s/dagRuns?%s" % (dag_id, query))["dag_runs"]:
+            tis = self.api(name, "GET", "/dags/%s/dagRuns/%s/taskInstances" % (dag_id, run["dag_run_id"]))
+            tries = ", ".join("%s try %s %s..%s" % (ti["state"], ti.get("try_number"), ti.get("start_date"), ti.get("end_date"))
+                              for ti in tis["task_instances"])
+            shown.append("%s %s (%s..%s) [%s]" % (run["dag_run_id"], run["state"], run.get("start_date"), run.get("end_date"),
+                                                  tries))
+        return " | ".join(shown) or "no run"
 
     def fenced(self, name):
         return os.path.exists(os.path.join(self.installations[name]["dir"], "placement", "fence"))
@@ -498,14 +494,10 @@ class Watcher(object):
             raise DrillFailed("watch.yml ended %s:\n%s" % (rc, output[-6000:]))
         with open(os.path.join(work, "watch.json")) as handle:
             self.state_path = json.load(handle)["state"]
-        env, command = dict(os.environ, ANSIBLE_CONFIG=os.path.join(fleet.config["repo"], "ansible.cfg")), None
-        with open(os.path.join(work, "failback-watch.service")) as handle:
-            for line in handle:
-                if line.startswith("Environment="):
-                    key, value = line[len("Environment="):].rstrip("\n").split("=", 1)
-                    env[key] = value
-                elif line.startswith("ExecStart="):
-                    command = line[len("ExecStart="):].split()
+        unit_env, commands = lab.systemd_unit(os.path.join(work, "failback-watch.service"))
+        env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(fleet.config["repo"], "ansible.cfg"))
+        env.update(unit_env)
+        command = commands["ExecStart"][0]
         if os.path.exists(self.state_path):
             os.unlink(self.state_path)  # a watcher of an earlier run of the drills
         self.log_path = os.path.join(work, "rulebook.log")

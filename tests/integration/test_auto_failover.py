@@ -101,14 +101,9 @@ def test_the_watcher_fails_over_a_dead_owner_once_and_never_back(fleet):
         config = json.load(handle)
     assert config["map"] == map_src and config["state"] == state_path and config["installations"] == dict(
         (n, {"health_url": a.url + "/api/v2/monitor/health"}) for n, a in airflows.items()), config
-    env, command = dict(os.environ), None
-    with open(os.path.join(root, "failback-watch.service")) as handle:
-        for line in handle:
-            if line.startswith("Environment="):
-                key, value = line[len("Environment="):].rstrip("\n").split("=", 1)
-                env[key] = value
-            elif line.startswith("ExecStart="):
-                command = line[len("ExecStart="):].split()
+    unit_env, commands = lab.systemd_unit(os.path.join(root, "failback-watch.service"))
+    env = dict(os.environ, **unit_env)
+    command = commands["ExecStart"][0]
     env["ANSIBLE_CONFIG"] = os.path.join(REPO, "ansible.cfg")
     links = command[command.index("--inventory") + 1]
     assert links == os.path.join(root, "watch", "inventory") and dict(
