@@ -130,9 +130,10 @@ def placement_source_env(source, credentials_path, fence_path):
     return placement_source.guard_env(source, credentials_path, fence_path)
 
 
-def placement_grant_wait(source, revoked_at, now, confirmed=False):
+def placement_grant_wait(source, revoked_at, now, confirmed_at=None):
     """Seconds a grant waits after the revoke stage (placement_source.grant_wait)."""
-    return placement_source.grant_wait(source, float(revoked_at), float(now), confirmed)
+    return placement_source.grant_wait(source, float(revoked_at), float(now),
+                                       None if confirmed_at in (None, "") else float(confirmed_at))
 
 
 class FilterModule(object):

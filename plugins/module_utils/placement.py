@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import datetime
 import errno
+import hashlib
 import os
 import re
 import reprlib
@@ -1225,6 +1226,19 @@ def fsync_dir(directory):
 def fence_text(reason, now=None):
     """Content of a fence marker: when and why the installation was fenced."""
     return "fenced at %s: %s\n" % (now or utc_now(), " ".join(str(reason).split())[:500] or "(no reason given)")
+
+
+def guard_cache_name(url):
+    """The file in a guard's map cache directory that holds what it last read from *url* (an http(s) or
+    ``s3://`` map): a JSON object ``{"body", "checked_at", "ok_at", "etag", "last_modified"}``, epoch
+    seconds of the installation's clock. The guard writes it after each request; a failover writes
+    the revoke stage there on a reachable old owner (module placement_guard_cache)."""
+    return hashlib.sha256(url.encode("utf-8")).hexdigest()[:32] + ".json"
+
+
+def guard_cache_entry(text, now):
+    """A cache entry for :func:`guard_cache_name`: *text* confirmed at the authority at *now*."""
+    return {"body": text, "checked_at": now, "ok_at": now, "etag": None, "last_modified": None}
 
 
 class DirectoryLock(object):

@@ -125,14 +125,16 @@ def guard_env(source, credentials_path, fence_path):
     return env
 
 
-def grant_wait(source, revoked_at, now, confirmed=False):
+def grant_wait(source, revoked_at, now, confirmed_at=None):
     """Seconds to wait before a grant may follow the revoke stage written at *revoked_at* (epoch seconds).
 
-    An old owner that confirmed the revoke stage (its guard read it) may still hold the map before it
-    in a task process's memory for one refresh; one that did not may decide with that map until its
+    An old owner that did not confirm the revoke stage may decide with the map before it until its
     lease runs out: ``lease + clock_margin`` after the write (its last confirming request was sent
-    before the write ended).
+    before the write ended). When every old owner confirmed it (*confirmed_at*: the controller's time
+    after the last of them was handed the revoke stage, module placement_guard_cache), a task process
+    there may still hold the map before in memory for one refresh after that.
     """
     source = settled(source)
-    span = source["refresh"] if confirmed else source["lease"] + source["clock_margin"]
-    return max(0.0, revoked_at + span - now)
+    if confirmed_at is not None:
+        return max(0.0, float(confirmed_at) + source["refresh"] - now)
+    return max(0.0, revoked_at + source["lease"] + source["clock_margin"] - now)

@@ -85,6 +85,7 @@ class Watcher(threading.Thread):
         self.fleet, self.lease = fleet, lease
         self.stop_event = threading.Event()
         self.seen, self.double = [], []
+        self.first_seen = {}  # (generation, stage): when the bucket first served it (time.time())
 
     def run(self):
         deadline = time.monotonic() + 600
@@ -95,6 +96,7 @@ class Watcher(threading.Thread):
             if current is not None:
                 if not self.seen or (current.generation, current.stage) != self.seen[-1]:
                     self.seen.append((current.generation, current.stage))
+                    self.first_seen.setdefault((current.generation, current.stage), time.time())
                 held = [(m, t) for m, t in held if now - t <= self.lease and m.to_data() != current.to_data()]
                 held.append((current, now))
                 for old, _t in held[:-1]:
@@ -180,6 +182,50 @@ def test_failover_writes_the_revoke_stage_waits_and_grants(tmp_path, endpoint, o
     with open(fleet.map_src) as handle:
         assert placement.parse_map(handle.read()).to_data() == final.to_data(), "the controller's map is the same"
     again = run_playbook("failover.yml", inventory, extra)
+    assert again.rc == 0 and fleet.authority().to_data() == final.to_data(), again
+
+
+def test_a_reachable_old_owner_handed_the_revoke_stage_spares_the_lease_wait(tmp_path, endpoint):
+    """failover.yml writes the revoke stage into the guard cache of the old owner it reaches
+    (placement_guard_cache), as confirmed now: the grant follows one refresh later, not a lease later, and
+    the runs the old owner may still have started (it has no API here to be asked) are its own only until
+    then. The new owner's cache is not touched; run again, the same command changes nothing."""
+    fleet = PullFleet(tmp_path, endpoint, lease=30, refresh=1, margin=1)
+    with open(fleet.inventory) as handle:
+        data = yaml.safe_load(handle)
+    for name, host in data["all"]["children"]["airflow_installations"]["hosts"].items():
+        host["airflow_placement_cache_dir"] = os.path.join(fleet.root, name, "placement-cache")
+        os.makedirs(host["airflow_placement_cache_dir"], mode=0o700)
+    with open(fleet.inventory, "w") as handle:
+        yaml.safe_dump(data, handle)
+    fleet.write_map(placement.PlacementMap({"dag_a": "server-1", "dag_b": "server-2"}, 1))
+    assert run_playbook("publish.yml", fleet.inventory).rc == 0
+    watcher = Watcher(fleet, lease=30)
+    watcher.start()
+    started, wall = time.monotonic(), time.time()
+    run = run_playbook("failover.yml", fleet.inventory, {"failover_from": "server-1", "failover_to": "server-2",
+                                                         "failover_dags": "dag_a"})
+    took = time.monotonic() - started
+    watcher.finish()
+    assert run.rc == 0, run
+    assert "every old owner's guard was handed it" in run.text() and took < 25, (took, run)
+    cache = os.path.join(fleet.root, "server-1", "placement-cache", placement.guard_cache_name(fleet.source["url"]))
+    with open(cache) as handle:
+        entry = json.load(handle)
+    handed = placement.parse_map(entry["body"])
+    assert (handed.generation, handed.stage) == (2, "revoke") and entry["checked_at"] == entry["ok_at"]
+    assert handed.owner_at("dag_a", placement.utc_now()) is None and handed.owner("dag_b") == "server-2"
+    assert wall <= entry["checked_at"] <= time.time()
+    assert os.listdir(os.path.join(fleet.root, "server-2", "placement-cache")) == []
+    final = fleet.authority()
+    assert final.owner("dag_a") == "server-2" and final.stage is None
+    granted = watcher.first_seen[(final.generation, None)]
+    assert granted >= entry["checked_at"] + 1 - 0.1, (granted, entry["checked_at"])
+    # server-1 keeps dag_a's runs due until one refresh after it was handed the revoke stage, no longer
+    at = placement.parse_time(final.last_handover("dag_a").at).timestamp()
+    assert entry["checked_at"] <= at <= entry["checked_at"] + 1 + 2, (at, entry["checked_at"])
+    again = run_playbook("failover.yml", fleet.inventory, {"failover_from": "server-1", "failover_to": "server-2",
+                                                           "failover_dags": "dag_a"})
     assert again.rc == 0 and fleet.authority().to_data() == final.to_data(), again
 
 

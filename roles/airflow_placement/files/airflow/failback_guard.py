@@ -47,7 +47,6 @@ ends *skipped*; a missing, unreadable or malformed map, an unset name or a fence
 from __future__ import annotations
 
 import argparse
-import hashlib
 import http.client
 import json
 import logging
@@ -233,8 +232,7 @@ class UrlSource(object):
         directory = os.environ.get(ENV_CACHE_DIR) or os.path.join(
             tempfile.gettempdir(), "failback-placement-%d" % os.getuid()
         )
-        name = hashlib.sha256(self.url.encode("utf-8")).hexdigest()[:32] + ".json"
-        return directory, os.path.join(directory, name)
+        return directory, os.path.join(directory, placement.guard_cache_name(self.url))
 
     def _cache_dir_ok(self, directory):
         """The cache is trusted only in a directory of this user that nobody else may write."""
@@ -248,27 +246,37 @@ class UrlSource(object):
             return False
         return True
 
+    def _read_disk(self, path):
+        """The entry in the cache file and its map, or None (none, damaged, or from a clock ahead of this one)."""
+        try:
+            text = placement.read_text(path, "map cache", follow_symlinks=False, limit=2 * MAX_MAP_BYTES + 4096)
+            entry = json.loads(text) if text is not None else None
+            pmap = placement.parse_map(entry["body"], source="cached placement map of %s" % self.url)
+            checked_at, ok_at = float(entry["checked_at"]), float(entry["ok_at"])
+        except (OSError, ValueError, KeyError, TypeError, RecursionError, placement.PlacementError):
+            return None
+        if checked_at > time.time() or ok_at > time.time():
+            return None  # written by a clock ahead of this one, or by hand: never trusted
+        return entry, pmap
+
     def _load_disk(self):
         directory, path = self._cache_file()
         if not self._cache_dir_ok(directory):
             return
-        try:
-            with open(path, "r") as handle:
-                entry = json.load(handle)
-            pmap = placement.parse_map(entry["body"], source="cached placement map of %s" % self.url)
-            checked_at, ok_at = float(entry["checked_at"]), float(entry["ok_at"])
-        except (OSError, ValueError, KeyError, TypeError, RecursionError, placement.PlacementError):
-            return
-        if checked_at > time.time() or ok_at > time.time():
-            return  # written by a clock ahead of this one, or by hand: never trusted
-        if self._entry is None or checked_at > self._entry.get("checked_at", 0):
-            self._entry, self._map = entry, pmap
+        found = self._read_disk(path)
+        if found is not None and (self._entry is None or found[0]["checked_at"] > self._entry.get("checked_at", 0)):
+            self._entry, self._map = found
 
     def _save_disk(self):
         directory, path = self._cache_file()
         try:
             os.makedirs(directory, mode=0o700, exist_ok=True)
             if not self._cache_dir_ok(directory):
+                return
+            found = self._read_disk(path)
+            if found is not None and found[0]["checked_at"] >= self._entry["checked_at"]:
+                # A newer entry is there (another task process, or the revoke stage a failover handed this
+                # installation): a request sent before it must not replace it.
                 return
             placement.atomic_write(path, json.dumps(self._entry, sort_keys=True), mode=0o600)
         except OSError as exc:

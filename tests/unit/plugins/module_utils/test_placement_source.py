@@ -74,5 +74,6 @@ def test_the_guard_environment_holds_paths_and_numbers_only(controller_keys):
 def test_the_grant_waits_a_lease_and_the_margin_unless_the_old_owner_confirmed(controller_keys):
     source = s3(controller_keys, lease=60, clock_margin=5, refresh=15)
     assert ps.grant_wait(source, revoked_at=1000.0, now=1001.0) == 64.0
-    assert ps.grant_wait(source, revoked_at=1000.0, now=1001.0, confirmed=True) == 14.0
+    assert ps.grant_wait(source, revoked_at=1000.0, now=1001.0, confirmed_at=1000.5) == 14.5
+    assert ps.grant_wait(source, revoked_at=1000.0, now=1030.0, confirmed_at=1010.0) == 0.0
     assert ps.grant_wait(source, revoked_at=1000.0, now=2000.0) == 0.0
