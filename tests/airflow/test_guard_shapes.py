@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 SHAPES = ("failback_mapped_hooks", "failback_trigger_start", "failback_macro", "failback_deferred",
-          "failback_deferred_inflight")
+          "failback_deferred_inflight", "failback_trigger_shapes")
 MAP = '"@failback": {generation: 3}\n' + "".join("%s: server-1\n" % dag_id for dag_id in SHAPES)
 MAPPED = ["kwargs_loose[0]", "kwargs_strict[0]", "kwargs_strict[1]"] + ["mapped_pre_execute[%d]" % i for i in range(4)]
 
@@ -45,6 +45,30 @@ def test_templated_fields_are_rendered_only_on_the_owner(run_dag, placement_map,
     run = run_dag("failback_macro", FAILBACK_INSTALLATION=installation, FAILBACK_PLACEMENT_MAP=placement_map(MAP))
     assert run.states == {"templated": state}, run
     assert run.side_effects() == effects
+
+
+TRIGGER_SHAPES = {"docs_shape": ["docs_shape", "docs_shape_complete_docs_shape"],
+                  "stub_shape": ["stub_shape", "stub_shape_complete"]}
+
+
+@pytest.mark.parametrize("where", ["owner", "non-owner", "no map", "fenced"])
+def test_operators_that_start_in_the_triggerer_run_as_written_on_the_owner_only(run_dag, placement_map, tmp_path, where):
+    """The docs' shape (no execute()) and a stub execute(): on the owner the task starts with its own trigger and
+    resumes in its next_method, never in execute(); anywhere else the trigger never starts."""
+    env = {"FAILBACK_INSTALLATION": "server-2" if where == "non-owner" else "server-1",
+           "FAILBACK_PLACEMENT_MAP": placement_map(MAP) if where != "no map" else str(tmp_path / "absent.yml")}
+    if where == "fenced":
+        (tmp_path / "placement" / "fence").write_text("fenced at 2026-12-07T00:00:00Z: a test\n")
+    run = run_dag("failback_trigger_shapes", **env)
+    if where == "owner":
+        assert run.states == {"docs_shape": "success", "stub_shape": "success"}, run
+        assert run.side_effects() == sorted(sum(TRIGGER_SHAPES.values(), [])), run
+        assert "stub_shape_execute" not in run.side_effects()
+        return
+    expected = "skipped" if where == "non-owner" else "failed"
+    assert run.states == {"docs_shape": expected, "stub_shape": expected}, run
+    assert run.side_effects() == [], "a trigger or a task body ran on %s" % where
+    assert "Override me" not in run.output
 
 
 def test_start_from_trigger_starts_in_a_worker_where_the_guard_decides(run_dag, placement_map):

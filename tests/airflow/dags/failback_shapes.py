@@ -51,6 +51,34 @@ class TriggerStarted(BaseOperator):
         touch("trigger_started_complete")
 
 
+class DocsShape(BaseOperator):
+    """Starts in the triggerer exactly as Airflow's docs write it ("Triggering deferral from task start"):
+    ``start_trigger_args``, ``start_from_trigger = True`` and no ``execute()``."""
+
+    start_trigger_args = StartTriggerArgs(
+        trigger_cls="failback_test_triggers.SideEffectTrigger", trigger_kwargs={"name": "docs_shape"},
+        next_method="execute_complete", next_kwargs=None, timeout=datetime.timedelta(minutes=5))
+    start_from_trigger = True
+
+    def execute_complete(self, context, event=None):  # `airflow dags test` resumes with the event only
+        touch("docs_shape_complete_%s" % (event or {}).get("name"))
+
+
+class StubShape(BaseOperator):
+    """Starts in the triggerer, with a stub ``execute()`` that must never be what runs."""
+
+    start_trigger_args = StartTriggerArgs(
+        trigger_cls="failback_test_triggers.SideEffectTrigger", trigger_kwargs={"name": "stub_shape"},
+        next_method="execute_complete", next_kwargs=None, timeout=None)
+    start_from_trigger = True
+
+    def execute(self, context):
+        touch("stub_shape_execute")
+
+    def execute_complete(self, context, event=None):
+        touch("stub_shape_complete")
+
+
 class Deferred(BaseOperator):
     """Defers; its trigger moves the DAG to server-2 before it fires.
 
@@ -93,6 +121,12 @@ def failback_trigger_start():
     TriggerStarted(task_id="trigger_started")
 
 
+@dag(dag_id="failback_trigger_shapes", schedule=None, start_date=START, catchup=False)
+def failback_trigger_shapes():
+    DocsShape(task_id="docs_shape")
+    StubShape(task_id="stub_shape")
+
+
 @dag(dag_id="failback_macro", schedule=None, start_date=START, catchup=False,
      user_defined_macros={"touch": touch})
 def failback_macro():
@@ -111,6 +145,7 @@ def failback_deferred_inflight():
 
 failback_mapped_hooks()
 failback_trigger_start()
+failback_trigger_shapes()
 failback_macro()
 failback_deferred()
 failback_deferred_inflight()

@@ -613,6 +613,37 @@ def _explicitly_guarded(task):
         getattr(task, "operator_class", None), "failback_explicit_guard", False)
 
 
+#: Tasks (dag_id, task_id) whose author asked them to start in the triggerer (``start_from_trigger``); filled by
+#: :func:`apply` wherever Airflow parses the DAG (the DAG processor, and the worker that runs the task).
+_STARTS_IN_TRIGGERER = set()
+
+
+def _import_trigger(path):
+    module, _dot, name = str(path).rpartition(".")
+    if not module:
+        raise GuardError("start_trigger_args.trigger_cls %r is not a dotted path to a trigger class" % (path,))
+    return getattr(__import__(module, fromlist=[name]), name)
+
+
+def _start_with_trigger(task):
+    """Give *task* (the copy prepared for execution, after the guard said run) an ``execute`` that does what
+    starting in the triggerer does: defer to its ``start_trigger_args`` trigger, to resume in their
+    ``next_method``. The author's ``execute`` - missing (Airflow's "Override me.") or a stub - never runs,
+    as it would not have in the triggerer."""
+
+    def execute(context, **_sentinel):
+        args = task.expand_start_trigger_args(context=context)
+        if args is None:
+            raise GuardError("task %s.%s asks to start in the triggerer but has no start_trigger_args"
+                             % (task.dag_id, task.task_id))
+        trigger = _import_trigger(args.trigger_cls)(**(args.trigger_kwargs or {}))
+        LOG.info("failback guard: task %s.%s starts with its trigger %s, as in the triggerer", task.dag_id, task.task_id,
+                 args.trigger_cls)
+        task.defer(trigger=trigger, method_name=args.next_method, kwargs=args.next_kwargs, timeout=args.timeout)
+
+    task.execute = execute
+
+
 def _wrap_prepare_for_execution(cls):
     """Guard *cls*.prepare_for_execution (where it is defined), once."""
     original = cls.__dict__.get("prepare_for_execution")
@@ -622,7 +653,11 @@ def _wrap_prepare_for_execution(cls):
     def prepare_for_execution(self, *args, **kwargs):
         if not _explicitly_guarded(self):
             guard_task(self)
-        return original(self, *args, **kwargs)
+        prepared = original(self, *args, **kwargs)
+        if (getattr(prepared, "dag_id", None), getattr(prepared, "task_id", None)) in _STARTS_IN_TRIGGERER \
+                and hasattr(prepared, "expand_start_trigger_args"):
+            _start_with_trigger(prepared)
+        return prepared
 
     prepare_for_execution._failback_guard = True
     prepare_for_execution.__doc__ = original.__doc__
@@ -657,15 +692,19 @@ def apply(task):
 
     Airflow 3: the guard runs when the task is prepared for execution (see _guard_execution),
     before its templates are rendered and before anything else of it.  A task that would start in
-    the triggerer (``start_from_trigger``) starts in a worker instead, where the guard runs.
+    the triggerer (``start_from_trigger``) starts in a worker instead, where the guard runs, and
+    where it then defers to its start trigger (its ``execute``, if any, is not what runs).
     Airflow 2: the guard goes into the ``pre_execute`` hook.
     """
     if _explicitly_guarded(task):
         return task
     if getattr(task, "start_from_trigger", False):
+        # The triggerer runs no guard: the task starts in a worker, where the guard decides first, and there
+        # defers to its own start trigger (_start_with_trigger), so it runs as its author wrote it.
         task.start_from_trigger = False
-        LOG.info("failback guard: task %s.%s starts in a worker, not in the triggerer, so that the guard decides",
-                 getattr(task, "dag_id", None), getattr(task, "task_id", None))
+        _STARTS_IN_TRIGGERER.add((getattr(task, "dag_id", None), getattr(task, "task_id", None)))
+        LOG.info("failback guard: task %s.%s starts in a worker, not in the triggerer, so that the guard decides; "
+                 "there it defers to its start trigger", getattr(task, "dag_id", None), getattr(task, "task_id", None))
     if _guard_execution(task):
         return task
     dag_id, task_id = getattr(task, "dag_id", None), getattr(task, "task_id", None)
