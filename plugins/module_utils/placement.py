@@ -1236,6 +1236,24 @@ def guard_cache_name(url):
     return hashlib.sha256(url.encode("utf-8")).hexdigest()[:32] + ".json"
 
 
+def guard_cache_dir_problem(directory, uid=None):
+    """Why *directory* cannot hold a guard's map cache, or None: it must be a directory (not a link) that
+    nobody but its owner may write, and, with *uid*, owned by that user (the guard passes its own)."""
+    try:
+        st = os.lstat(directory)
+    except OSError as exc:
+        return "the guard's cache directory %s cannot be read (%s): run site.yml with this version of the collection" % (
+            directory, exc.strerror)
+    if not stat.S_ISDIR(st.st_mode):
+        return "the guard's cache directory %s is not a directory (a link or a file): the guard would not use it" % directory
+    if st.st_mode & 0o022:
+        return "the guard's cache directory %s may be written by others (mode %04o): the guard would not use it" % (
+            directory, st.st_mode & 0o7777)
+    if uid is not None and st.st_uid != uid:
+        return "the guard's cache directory %s belongs to uid %d, not to the guard's uid %d" % (directory, st.st_uid, uid)
+    return None
+
+
 def guard_cache_entry(text, now):
     """A cache entry for :func:`guard_cache_name`: *text* confirmed at the authority at *now*."""
     return {"body": text, "checked_at": now, "ok_at": now, "etag": None, "last_modified": None}

@@ -114,28 +114,11 @@ reason:
 
 import json
 import os
-import stat
 import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.failback.airflow.plugins.module_utils import placement
-
-
-def usable(directory):
-    """None when *directory* can hold a guard's cache, else why not (the guard's own rule: a directory, not a
-    link, that nobody but its owner may write)."""
-    try:
-        st = os.lstat(directory)
-    except OSError as exc:
-        return "the guard's cache directory %s cannot be read (%s): run site.yml with this version of the collection" % (
-            directory, exc.strerror)
-    if not stat.S_ISDIR(st.st_mode):
-        return "the guard's cache directory %s is not a directory (a link or a file): the guard would not use it" % directory
-    if st.st_mode & 0o022:
-        return "the guard's cache directory %s may be written by others (mode %04o): the guard would not use it" % (
-            directory, st.st_mode & 0o7777)
-    return None
 
 
 def main():
@@ -156,7 +139,7 @@ def main():
     except placement.PlacementError as exc:
         module.fail_json(msg="%s; nothing was written" % exc, path=path)
     result = dict(path=path, generation=pmap.generation, confirmed=False, confirmed_at=None, reason=None)
-    result["reason"] = usable(params["dir"])
+    result["reason"] = placement.guard_cache_dir_problem(params["dir"])
     if result["reason"] is not None:
         module.exit_json(changed=False, **result)
     if module.check_mode:

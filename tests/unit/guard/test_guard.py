@@ -6,7 +6,6 @@ real HTTP(S) server on 127.0.0.1.  Airflow-specific wiring is tested in tests/ai
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
@@ -18,24 +17,6 @@ import time
 import pytest
 
 import failback_testlib as lab
-
-
-@pytest.fixture(scope="session")
-def guard_dir(tmp_path_factory):
-    return lab.build_guard_dir(str(tmp_path_factory.mktemp("guard")))
-
-
-@pytest.fixture
-def guard(guard_dir, monkeypatch, tmp_path):
-    monkeypatch.syspath_prepend(guard_dir)
-    module = importlib.import_module("failback_guard")
-    for name in list(os.environ):
-        if name.startswith("FAILBACK_") or name == "HOST_HOSTNAME":
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("FAILBACK_PLACEMENT_CACHE_DIR", str(tmp_path / "cache"))
-    module._SOURCES.clear()
-    yield module
-    module._SOURCES.clear()
 
 
 def write_map(path, text):

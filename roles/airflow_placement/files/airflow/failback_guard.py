@@ -236,15 +236,10 @@ class UrlSource(object):
 
     def _cache_dir_ok(self, directory):
         """The cache is trusted only in a directory of this user that nobody else may write."""
-        try:
-            st = os.lstat(directory)
-        except OSError:
-            return False
-        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
-            LOG.warning("failback guard: the map cache directory %s is not a directory of uid %d that only it may "
-                        "write; the cache there is not used", directory, os.geteuid())
-            return False
-        return True
+        problem = placement.guard_cache_dir_problem(directory, os.geteuid())
+        if problem is not None and os.path.lexists(directory):
+            LOG.warning("failback guard: %s; the cache there is not used", problem)
+        return problem is None
 
     def _read_disk(self, path):
         """The entry in the cache file and its map, or None (none, damaged, or from a clock ahead of this one)."""
@@ -371,7 +366,7 @@ class UrlSource(object):
                                                       "generation %d" % (self.url, fresh.generation, self._map.generation)),
                                            lease, time.time())
             self._map = fresh
-            self._entry = {"etag": etag, "last_modified": last_modified, "checked_at": now, "ok_at": now, "body": text}
+            self._entry = dict(placement.guard_cache_entry(text, now), etag=etag, last_modified=last_modified)
             self._save_disk()
             return fresh
 
@@ -618,11 +613,13 @@ def _explicitly_guarded(task):
 _STARTS_IN_TRIGGERER = set()
 
 
-def _import_trigger(path):
-    module, _dot, name = str(path).rpartition(".")
-    if not module:
-        raise GuardError("start_trigger_args.trigger_cls %r is not a dotted path to a trigger class" % (path,))
-    return getattr(__import__(module, fromlist=[name]), name)
+def _import_string(path):
+    """Airflow's own import of a dotted path (its triggerer imports ``trigger_cls`` with it)."""
+    try:
+        from airflow.sdk.module_loading import import_string
+    except ImportError:  # an Airflow 3 before the task SDK had it
+        from airflow.utils.module_loading import import_string
+    return import_string(path)
 
 
 def _start_with_trigger(task):
@@ -636,7 +633,7 @@ def _start_with_trigger(task):
         if args is None:
             raise GuardError("task %s.%s asks to start in the triggerer but has no start_trigger_args"
                              % (task.dag_id, task.task_id))
-        trigger = _import_trigger(args.trigger_cls)(**(args.trigger_kwargs or {}))
+        trigger = _import_string(args.trigger_cls)(**(args.trigger_kwargs or {}))
         LOG.info("failback guard: task %s.%s starts with its trigger %s, as in the triggerer", task.dag_id, task.task_id,
                  args.trigger_cls)
         task.defer(trigger=trigger, method_name=args.next_method, kwargs=args.next_kwargs, timeout=args.timeout)

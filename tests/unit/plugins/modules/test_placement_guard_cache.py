@@ -4,7 +4,6 @@ lets failover.yml grant one refresh later instead of a lease later)."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import stat
@@ -21,25 +20,12 @@ OLD = '"@failback": {generation: 4}\ndag_a: server-1\ndag_b: server-1\n'
 AFTER = '"@failback": {generation: 5}\ndag_a: server-2\ndag_b: server-1\n'
 
 
-@pytest.fixture(scope="module")
-def guard_dir(tmp_path_factory):
-    return lab.build_guard_dir(str(tmp_path_factory.mktemp("guard")))
-
-
 @pytest.fixture
-def guard(guard_dir, monkeypatch, tmp_path):
-    monkeypatch.syspath_prepend(guard_dir)
-    module = importlib.import_module("failback_guard")
-    for name in list(os.environ):
-        if name.startswith("FAILBACK_") or name == "HOST_HOSTNAME":
-            monkeypatch.delenv(name)
-    cache = tmp_path / "placement-cache"
-    cache.mkdir(mode=0o700)
-    monkeypatch.setenv("FAILBACK_PLACEMENT_CACHE_DIR", str(cache))
+def cache(guard, monkeypatch):
+    """The guard (tests/unit/conftest.py) on server-1, with its cache directory made as the server role makes it."""
+    os.mkdir(os.environ["FAILBACK_PLACEMENT_CACHE_DIR"], 0o700)
     monkeypatch.setenv("FAILBACK_INSTALLATION", "server-1")
-    module._SOURCES.clear()
-    yield module
-    module._SOURCES.clear()
+    return guard
 
 
 def revoke_text():
@@ -53,7 +39,8 @@ def hand(capsys, directory, url, content=None, check_mode=False):
                       content=revoke_text() if content is None else content)
 
 
-def test_the_handed_revoke_stage_decides_at_once_even_cut_off_from_the_authority(guard, capsys, monkeypatch):
+def test_the_handed_revoke_stage_decides_at_once_even_cut_off_from_the_authority(cache, capsys, monkeypatch):
+    guard = cache
     monkeypatch.setenv("FAILBACK_PLACEMENT_TTL", "1")
     monkeypatch.setenv("FAILBACK_PLACEMENT_LEASE", "60")
     with lab.MapServer(OLD) as server:
@@ -77,7 +64,8 @@ def test_the_handed_revoke_stage_decides_at_once_even_cut_off_from_the_authority
     assert (guard.evaluate("dag_a").decision, guard.evaluate("dag_b").decision) == ("skip", "run")
 
 
-def test_without_the_handed_stage_a_cut_off_guard_decides_with_the_map_before_for_its_lease(guard, monkeypatch):
+def test_without_the_handed_stage_a_cut_off_guard_decides_with_the_map_before_for_its_lease(cache, monkeypatch):
+    guard = cache
     """The control: what the failover would have to wait for."""
     monkeypatch.setenv("FAILBACK_PLACEMENT_TTL", "1")
     monkeypatch.setenv("FAILBACK_PLACEMENT_LEASE", "60")
@@ -90,7 +78,8 @@ def test_without_the_handed_stage_a_cut_off_guard_decides_with_the_map_before_fo
     assert guard.evaluate("dag_a").runs
 
 
-def test_a_request_sent_before_the_handover_never_replaces_the_handed_stage(guard, capsys, monkeypatch):
+def test_a_request_sent_before_the_handover_never_replaces_the_handed_stage(cache, capsys, monkeypatch):
+    guard = cache
     monkeypatch.setenv("FAILBACK_PLACEMENT_TTL", "3600")
     with lab.MapServer(OLD) as server:
         monkeypatch.setenv("FAILBACK_PLACEMENT_MAP", server.url)
@@ -104,7 +93,8 @@ def test_a_request_sent_before_the_handover_never_replaces_the_handed_stage(guar
         assert server.requests == 1
 
 
-def test_a_fifo_or_a_link_in_the_cache_never_blocks_or_misleads_the_guard(guard, capsys, monkeypatch, tmp_path):
+def test_a_fifo_or_a_link_in_the_cache_never_blocks_or_misleads_the_guard(cache, capsys, monkeypatch, tmp_path):
+    guard = cache
     monkeypatch.setenv("FAILBACK_PLACEMENT_TTL", "3600")
     with lab.MapServer(OLD) as server:
         monkeypatch.setenv("FAILBACK_PLACEMENT_MAP", server.url)
